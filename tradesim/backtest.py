@@ -1,0 +1,169 @@
+"""One backtest: load data, fit on the past, decide date by date, simulate, measure.
+
+This is the library entry point the CLI and notebooks share. It knows the Strategy interface but
+no particular strategy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradesim.config import RunConfig
+from tradesim.engine import SimulationResult, simulate
+from tradesim.errors import TradesimError
+from tradesim.market.data import MarketData, load_market_data
+from tradesim.metrics import ANNUALIZATION, performance, trading
+from tradesim.strategy import Strategy
+
+DEFAULT_TRAIN_FRACTION = 0.7
+
+
+@dataclass
+class BacktestResult:
+    config: RunConfig
+    strategy: Strategy
+    data: MarketData
+    fill: str
+    train_end: pd.Timestamp | None
+    weights: pd.DataFrame  # decision dates x tickers
+    decisions: list[dict[str, Any]]
+    simulation: SimulationResult
+    benchmark: SimulationResult
+    benchmark_name: str
+    metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, notes: list[str]):
+    sessions = data.sessions
+    if config.train_end is None and not strategy.needs_training:
+        return None, sessions
+    if config.train_end is None:
+        train_end = sessions[int(len(sessions) * DEFAULT_TRAIN_FRACTION)]
+        notes.append(f"no --train-end given: trained on the first {DEFAULT_TRAIN_FRACTION:.0%} of sessions, tested from {train_end.date()}")
+    else:
+        train_end = pd.Timestamp(config.train_end)
+    training, test = sessions[sessions < train_end], sessions[sessions >= train_end]
+    if training.empty:
+        raise TradesimError(f"--train-end {train_end.date()}: no sessions before it to train on (data starts {sessions[0].date()})")
+    if len(test) < 2:
+        raise TradesimError(f"--train-end {train_end.date()}: fewer than 2 sessions after it to test on (data ends {sessions[-1].date()})")
+    strategy.fit(data.view(training[-1]))
+    return train_end, test
+
+
+def _check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy: str, date: pd.Timestamp) -> None:
+    unknown = set(weights) - set(tickers)
+    if unknown:
+        raise ValueError(f"strategy {strategy} weighted unknown ticker {sorted(unknown)[0]} on {date.date()}")
+    values = np.array([weights.get(t, 0.0) for t in tickers], dtype=float)
+    if not np.isfinite(values).all():
+        raise ValueError(f"strategy {strategy} returned a non-finite weight on {date.date()}")
+    if values.clip(min=0).sum() > 1 + 1e-9:
+        raise ValueError(f"strategy {strategy} asked for leverage (long weights {values.clip(min=0).sum():g}) on {date.date()}")
+
+
+def _action(previous: float, weight: float) -> str:
+    if np.isclose(previous, weight, rtol=0, atol=1e-12):
+        return "hold"
+    return "buy" if weight > previous else "sell"
+
+
+def run_backtest(config: RunConfig, strategy_class: type[Strategy]) -> BacktestResult:
+    started = time.perf_counter()
+    strategy = strategy_class(config.tickers, config.params, config.seed)
+    np.random.seed(config.seed)
+    data = load_market_data(config.data, config.tickers, config.start, config.end, config.news, config.cutoff)
+    loaded = time.perf_counter()
+    notes: list[str] = []
+    fill = config.fill
+    if fill == "next-open" and not data.has_ohlc:
+        fill = "next-close"
+        notes.append("the data has closes only: orders fill at the next session's close")
+    train_end, test = _test_sessions(data, strategy, config, notes)
+    fitted = time.perf_counter()
+
+    dates = strategy.decision_dates(test)
+    if len(dates) == 0:
+        raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
+    rows, decisions = [], []
+    previous = dict.fromkeys(data.tickers, 0.0)
+    for date in dates:
+        decision = strategy.decide(data.view(date))
+        _check_weights(decision.weights, data.tickers, strategy.name, date)
+        row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
+        rows.append(row)
+        for ticker in data.tickers:
+            decisions.append(
+                {
+                    "date": str(date.date()),
+                    "ticker": ticker,
+                    **decision.log.get(ticker, {}),
+                    "weight": row[ticker],
+                    "action": _action(previous[ticker], row[ticker]),
+                }
+            )
+        previous = row
+    weights = pd.DataFrame(rows, index=pd.DatetimeIndex(dates, name="date"), columns=list(data.tickers))
+    decided = time.perf_counter()
+
+    trading_costs = dict(fill=fill, cost_bps=config.cost_bps, slippage_bps=config.slippage_bps, capital=config.capital)
+    open_ = data.bars["open"] if data.has_ohlc else None
+    close = data.bars["close"]
+    simulation = simulate(weights, close, open_, start=dates[0], **trading_costs)
+    if simulation.unfilled.size:
+        notes.append(
+            f"the decision of {simulation.unfilled[-1].date()} has no next session in the data: it is logged, not filled"
+        )
+    first_priced = [t for t in data.tickers if np.isfinite(close[t].loc[dates[0]])]
+    benchmark_weights = pd.DataFrame(
+        [{t: (1.0 / len(first_priced) if t in first_priced else 0.0) for t in data.tickers}], index=dates[:1]
+    )
+    benchmark = simulate(benchmark_weights, close, open_, start=dates[0], **trading_costs)
+    benchmark_name = f"buy-and-hold {data.tickers[0]}" if len(data.tickers) == 1 else "equal-weight buy-and-hold universe"
+    simulated = time.perf_counter()
+
+    def measure(result: SimulationResult) -> dict[str, Any]:
+        return {
+            **performance(result.returns, annualization=ANNUALIZATION, risk_free=config.risk_free),
+            **trading(result.trades, result.equity, result.gross_exposure, annualization=ANNUALIZATION),
+        }
+
+    metrics = {
+        **measure(simulation),
+        "benchmark": {"name": benchmark_name, **measure(benchmark)},
+        "annualization": ANNUALIZATION,
+        "risk_free": config.risk_free,
+        "period": {
+            "first_decision": str(dates[0].date()),
+            "last_session": str(simulation.equity.index[-1].date()),
+            "sessions": int(len(simulation.equity)),
+        },
+    }
+    return BacktestResult(
+        config=config,
+        strategy=strategy,
+        data=data,
+        fill=fill,
+        train_end=train_end,
+        weights=weights,
+        decisions=decisions,
+        simulation=simulation,
+        benchmark=benchmark,
+        benchmark_name=benchmark_name,
+        metrics=metrics,
+        notes=notes,
+        timings={
+            "load_s": loaded - started,
+            "fit_s": fitted - loaded,
+            "decide_s": decided - fitted,
+            "simulate_s": simulated - decided,
+            "total_s": time.perf_counter() - started,
+        },
+    )

@@ -1,0 +1,149 @@
+"""The `tradesim` command: parse, call the library, print. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tradesim.errors import TradesimError
+
+
+class TradesimGroup(click.Group):
+    """Turns input errors into one clear line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TradesimError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=TradesimGroup)
+@click.version_option(package_name="tradesim")
+def main() -> None:
+    """Backtest trading strategies built from mixtures of language-model experts."""
+
+
+def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]:
+    """Read `--name value`, `--name=value`, `--flag` and `--no-flag` for the strategy's own parameters."""
+    params = {p.flag: p for p in strategy_class.params}
+    negations = {"--no-" + p.flag[2:]: p for p in strategy_class.params if p.type is bool}
+    names = ", ".join(params) or "none"
+    values: dict[str, Any] = {}
+    tokens = list(args)
+    while tokens:
+        token = tokens.pop(0)
+        flag, has_value, inline = token.partition("=")
+        if flag in negations and not has_value:
+            values[negations[flag].name] = False
+            continue
+        if flag not in params:
+            what = "unexpected argument" if not token.startswith("-") else "no such option"
+            raise TradesimError(f"{what} {flag!r} for strategy {strategy_class.name} (its parameters: {names})")
+        param = params[flag]
+        if has_value:
+            values[param.name] = inline
+        elif param.type is bool:
+            values[param.name] = True
+        elif tokens:
+            values[param.name] = tokens.pop(0)
+        else:
+            raise TradesimError(f"{flag}: expects a value")
+    return values
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--strategy", help="Strategy name (see `tradesim strategies`).")
+@click.option("--ticker", help="One ticker.")
+@click.option("--tickers", help="Several tickers, comma-separated.")
+@click.option("--data", help="sample (default), yahoo, or a CSV/Parquet file or directory.")
+@click.option("--news", help="News file or directory of per-ticker files (JSONL, CSV, Parquet).")
+@click.option("--start", help="First date of data to load (YYYY-MM-DD).")
+@click.option("--end", help="Last date of data to load (YYYY-MM-DD).")
+@click.option("--train-end", help="Learned parts fit strictly before this date; metrics cover the rest.")
+@click.option("--fill", type=click.Choice(["next-open", "next-close"]), help="Fill at the next session's open (default) or close.")
+@click.option("--cost-bps", type=float, help="Commission in basis points of traded value.")
+@click.option("--slippage-bps", type=float, help="Slippage in basis points of the fill price.")
+@click.option("--capital", type=float, help="Starting capital (default 100000).")
+@click.option("--risk-free", type=float, help="Annual risk-free rate for Sharpe and Sortino (default 0).")
+@click.option("--cutoff", help="Decision cutoff for news, HH:MM America/New_York (default 16:00).")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--out", help="Run directory (default runs/<UTC time>-<strategy>-<tickers>/).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file holding any of these options.")
+@click.argument("strategy_args", nargs=-1, type=click.UNPROCESSED)
+def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tickers: str | None, strategy_args, **options) -> None:
+    """Backtest a strategy and write a run directory.
+
+    Strategy parameters follow as their own flags, e.g. `--lookback 60` for momentum;
+    `tradesim strategies` lists them.
+    """
+    from tradesim.config import read_toml, resolve
+
+    if ticker and tickers:
+        raise TradesimError("--ticker and --tickers: give one of them, not both")
+    file_values = read_toml(config_path) if config_path else {}
+    options["tickers"] = ticker or tickers
+    strategy_name = options["strategy"] or file_values.get("strategy")
+    if not strategy_name:
+        raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
+
+    from strategies import get_strategy
+
+    strategy_class = get_strategy(str(strategy_name))
+    options["params"] = parse_strategy_args(strategy_args, strategy_class)
+    config = resolve(file_values, options, origin=str(config_path) if config_path else "options")
+
+    from tradesim.backtest import run_backtest
+    from tradesim.report import argv_of_process, default_run_dir, metrics_table, write_run_directory
+
+    result = run_backtest(config, strategy_class)
+    out = Path(config.out) if config.out else default_run_dir(config.strategy, config.tickers)
+    write_run_directory(result, out, argv=argv_of_process(), overwrite=overwrite)
+    period = result.metrics["period"]
+    click.echo(
+        f"{config.strategy} on {', '.join(result.data.tickers)}: {period['first_decision']}..{period['last_session']} "
+        f"({period['sessions']} sessions), fills {result.fill}"
+    )
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(metrics_table(result.metrics))
+    click.echo(f"run directory: {out}")
+
+
+@main.command("strategies")
+def list_strategies() -> None:
+    """List the strategies with a one-line description and their parameters."""
+    from strategies import REGISTRY
+
+    for name, strategy_class in REGISTRY.items():
+        click.echo(f"{name}: {strategy_class.summary}")
+        for param in strategy_class.params:
+            kind = "flag" if param.type is bool else param.type.__name__
+            default = "" if param.default is None else f", default {param.default}"
+            click.echo(f"    {param.flag} ({kind}{default}): {param.help}")
+
+
+@main.group("data")
+def data_group() -> None:
+    """Inspect market data sources."""
+
+
+@data_group.command("show")
+@click.option("--data", "source", default="sample", show_default=True, help="sample, yahoo, or a file or directory.")
+@click.option("--ticker", help="One ticker (default: all in the source).")
+@click.option("--tickers", help="Several tickers, comma-separated.")
+@click.option("--start", help="First date (YYYY-MM-DD).")
+@click.option("--end", help="Last date (YYYY-MM-DD).")
+def data_show(source: str, ticker: str | None, tickers: str | None, start: str | None, end: str | None) -> None:
+    """Date range, rows, gaps and adjustments found, per ticker."""
+    from tradesim.market.data import load_market_data
+    from tradesim.market.summary import describe
+
+    if ticker and tickers:
+        raise TradesimError("--ticker and --tickers: give one of them, not both")
+    names = (ticker or tickers).split(",") if (ticker or tickers) else None
+    data = load_market_data(source, names, start, end)
+    click.echo(describe(data))

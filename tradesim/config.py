@@ -1,0 +1,149 @@
+"""The typed, frozen run configuration: a TOML file, overridden by command-line flags.
+
+Unknown keys are errors (a typo must not become a silently ignored default). Strategy parameters
+live in a `[params]` table and are checked against the chosen strategy's declared parameters.
+
+```toml
+strategy = "momentum"
+tickers = ["MSFT", "AAPL"]
+start = "2010-01-01"
+train_end = "2018-01-01"
+fill = "next-open"
+cost_bps = 5
+
+[params]
+lookback = 60
+top_k = 1
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tradesim.errors import TradesimError
+
+FILL_MODES = ("next-open", "next-close")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    strategy: str
+    tickers: tuple[str, ...]
+    data: str = "sample"
+    news: str | None = None
+    start: str | None = None
+    end: str | None = None
+    train_end: str | None = None
+    fill: str = "next-open"
+    cost_bps: float = 0.0
+    slippage_bps: float = 0.0
+    capital: float = 100_000.0
+    risk_free: float = 0.0
+    cutoff: str = "16:00"
+    seed: int = 0
+    out: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["tickers"] = list(self.tickers)
+        return values
+
+
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+KEYS = tuple(FIELD_TYPES) + ("ticker",)
+
+
+def _date(value: Any, key: str) -> str:
+    import pandas as pd
+
+    try:
+        return str(pd.Timestamp(str(value)).date())
+    except (ValueError, TypeError):
+        raise TradesimError(f"{key}: expected a date like 2015-06-30, got {value!r}") from None
+
+
+def _number(value: Any, key: str, kind: type) -> float | int:
+    if isinstance(value, bool):
+        raise TradesimError(f"{key}: expected a number, got {value!r}")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise TradesimError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise TradesimError(f"{key}: expected an integer, got {value!r}")
+    return number
+
+
+def _tickers(value: Any, key: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(t, str) for t in items):
+        raise TradesimError(f"{key}: expected ticker names like MSFT or A,B,C, got {value!r}")
+    tickers = tuple(dict.fromkeys(t.strip().upper() for t in items if t.strip()))
+    if not tickers:
+        raise TradesimError(f"{key}: expected at least one ticker")
+    return tickers
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise TradesimError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TradesimError(f"--config {path}: not valid TOML ({exc})") from None
+
+
+def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str = "config") -> RunConfig:
+    """Merge config-file values with flag overrides (None means 'not given') into a checked RunConfig."""
+    unknown = sorted(set(file_values) - set(KEYS))
+    if unknown:
+        raise TradesimError(f"{origin}: unknown key {unknown[0]!r} (known keys: {', '.join(KEYS)})")
+    params = file_values.get("params", {})
+    if not isinstance(params, dict):
+        raise TradesimError(f"{origin}: 'params' must be a table of strategy parameters")
+    values = {k: v for k, v in file_values.items() if k != "params"}
+    if "ticker" in values and "tickers" in values:
+        raise TradesimError(f"{origin}: give 'ticker' or 'tickers', not both")
+    if "ticker" in values:
+        values["tickers"] = values.pop("ticker")
+    given = {k: v for k, v in overrides.items() if v is not None and k != "params"}
+    if "tickers" in given:
+        values.pop("tickers", None)
+    values.update(given)
+    params = {**params, **(overrides.get("params") or {})}
+
+    if "strategy" not in values:
+        raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
+    if "tickers" not in values:
+        raise TradesimError("--ticker/--tickers: no ticker given")
+    values["tickers"] = _tickers(values["tickers"], "tickers")
+    for key in ("start", "end", "train_end"):
+        if values.get(key) is not None:
+            values[key] = _date(values[key], key)
+    for key in ("cost_bps", "slippage_bps", "capital", "risk_free"):
+        if key in values:
+            values[key] = _number(values[key], key, float)
+    if "seed" in values:
+        values["seed"] = _number(values["seed"], "seed", int)
+    for key in ("strategy", "data", "news", "fill", "cutoff", "out"):
+        if values.get(key) is not None and not isinstance(values[key], str):
+            raise TradesimError(f"{key}: expected text, got {values[key]!r}")
+    config = RunConfig(**values, params=params)
+    if config.fill not in FILL_MODES:
+        raise TradesimError(f"fill: expected one of {', '.join(FILL_MODES)}, got {config.fill!r}")
+    if config.cost_bps < 0 or config.slippage_bps < 0:
+        raise TradesimError("cost_bps/slippage_bps: expected a number of basis points >= 0")
+    if config.capital <= 0:
+        raise TradesimError(f"capital: expected a positive amount, got {config.capital:g}")
+    if config.start and config.end and config.start > config.end:
+        raise TradesimError(f"start {config.start} is after end {config.end}")
+    if config.train_end and ((config.start and config.train_end <= config.start) or (config.end and config.train_end > config.end)):
+        raise TradesimError(f"train_end {config.train_end} must lie after start and no later than end")
+    return config

@@ -1,0 +1,8 @@
+"""The one exception type the CLI turns into a single clear line instead of a traceback."""
+
+
+class TradesimError(Exception):
+    """A problem with the user's input: files, fields, flags or configuration.
+
+    The message must stand alone on one line and name what was wrong and what was expected.
+    """

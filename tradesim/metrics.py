@@ -1,0 +1,66 @@
+"""Performance metrics: pure functions of a daily returns series (empyrical underneath).
+
+`risk_free` is an annual rate; empyrical takes a per-period one, so it is divided by
+`annualization` before use. `max_drawdown` keeps empyrical's sign (a loss is negative).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+ANNUALIZATION = 252
+RETURN_METRICS = (
+    "total_return",
+    "annual_return",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+)
+TRADING_METRICS = ("n_trades", "exposure", "turnover")
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def performance(returns: pd.Series, *, annualization: int = ANNUALIZATION, risk_free: float = 0.0) -> dict[str, float | None]:
+    """Return-based metrics of a daily returns series; undefined values (no variance, no loss) are None."""
+    import empyrical
+
+    period_risk_free = risk_free / annualization
+    return {
+        "total_return": _finite(empyrical.cum_returns_final(returns)),
+        "annual_return": _finite(empyrical.annual_return(returns, annualization=annualization)),
+        "annual_volatility": _finite(empyrical.annual_volatility(returns, annualization=annualization)),
+        "sharpe": _finite(empyrical.sharpe_ratio(returns, risk_free=period_risk_free, annualization=annualization)),
+        "sortino": _finite(
+            empyrical.sortino_ratio(returns, required_return=period_risk_free, annualization=annualization)
+        ),
+        "max_drawdown": _finite(empyrical.max_drawdown(returns)),
+        "calmar": _finite(empyrical.calmar_ratio(returns, annualization=annualization)),
+    }
+
+
+def trading(
+    trades: pd.DataFrame, equity: pd.Series, gross_exposure: pd.Series, *, annualization: int = ANNUALIZATION
+) -> dict[str, float | int | None]:
+    """Activity of a simulated portfolio.
+
+    * `n_trades`: number of fills.
+    * `exposure`: mean gross exposure (|position value| / equity) at the closes after the first one.
+    * `turnover`: one-way annual turnover, half the traded value over equity, per year.
+    """
+    periods = max(len(equity) - 1, 1)
+    traded = trades.groupby("date")["value"].sum() if len(trades) else pd.Series(dtype=float)
+    # Equity at the close before each fill is what the traded value is measured against.
+    before = equity.shift(1).reindex(traded.index).fillna(equity.iloc[0])
+    return {
+        "n_trades": int(len(trades)),
+        "exposure": _finite(gross_exposure.iloc[1:].mean()) if len(gross_exposure) > 1 else 0.0,
+        "turnover": _finite((traded / before).sum() / 2 * annualization / periods) if len(traded) else 0.0,
+    }

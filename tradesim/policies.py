@@ -1,0 +1,38 @@
+"""Trading policies: how a prediction or a score becomes target weights.
+
+* All-in All-out: one ticker, all capital in when a rise is predicted, out (or short) otherwise.
+* Top-K: equal weight 1/K on the K best-scored tickers, rebalanced every N sessions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def all_in_all_out(rise_predicted: bool, *, short: bool = False) -> float:
+    """Weight 1 when a rise is predicted, else 0 (or -1 with `short`)."""
+    if rise_predicted:
+        return 1.0
+    return -1.0 if short else 0.0
+
+
+def top_k(scores: pd.Series, k: int) -> pd.Series:
+    """1/K on the K highest finite scores, 0 elsewhere; ties go to the ticker that sorts first.
+
+    With fewer than K scored tickers, the rest of the capital stays in cash.
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    scored = scores[np.isfinite(scores.to_numpy(dtype=float))]
+    order = sorted(scored.index, key=lambda ticker: (-scored[ticker], str(ticker)))
+    weights = pd.Series(0.0, index=scores.index)
+    weights[order[:k]] = 1.0 / k
+    return weights
+
+
+def rebalance_dates(sessions: pd.DatetimeIndex, every: int) -> pd.DatetimeIndex:
+    """Every `every`-th session, starting with the first."""
+    if every < 1:
+        raise ValueError("every must be at least 1")
+    return sessions[::every]

@@ -1,0 +1,226 @@
+"""The run directory: metrics, equity, weights, trades, decisions, report, plot and manifest.
+
+Files are written into a hidden sibling directory and renamed into place at the end, so a run that
+fails never leaves a directory that looks finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tradesim.backtest import BacktestResult
+from tradesim.errors import TradesimError
+from tradesim.metrics import RETURN_METRICS, TRADING_METRICS
+
+PACKAGES = ("tradesim", "pandas", "numpy", "vectorbt", "empyrical-reloaded", "click", "skfolio", "yfinance", "matplotlib")
+PERCENT_METRICS = {"total_return", "annual_return", "annual_volatility", "max_drawdown", "exposure"}
+
+
+def default_run_dir(strategy: str, tickers: tuple[str, ...]) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    names = "-".join(tickers) if len(tickers) <= 3 else f"{'-'.join(tickers[:3])}-and-{len(tickers) - 3}-more"
+    return Path("runs") / f"{stamp}-{strategy}-{names}"
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_revision() -> dict[str, Any] | None:
+    """The revision of the tradesim checkout, when it runs from one."""
+    source = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def _format(name: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if name in PERCENT_METRICS:
+        return f"{value * 100:.2f}%"
+    if name == "n_trades":
+        return str(value)
+    return f"{value:.2f}"
+
+
+def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    benchmark = metrics["benchmark"]
+    return [(name, _format(name, metrics[name]), _format(name, benchmark[name])) for name in (*RETURN_METRICS, *TRADING_METRICS)]
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """A short plain-text table: strategy against benchmark."""
+    rows = [("metric", "strategy", "benchmark"), *metrics_rows(metrics)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _plot_png(result: BacktestResult) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    equity, benchmark = result.simulation.equity, result.benchmark.equity
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot(equity.index, equity.to_numpy(), label=result.strategy.name, color="#1f5fa8", linewidth=1.2)
+    top.plot(benchmark.index, benchmark.to_numpy(), label=result.benchmark_name, color="#888888", linewidth=1.0)
+    top.set_ylabel("equity")
+    if max(equity.max(), benchmark.max()) > 10 * min(equity.min(), benchmark.min()) > 0:
+        top.set_yscale("log")
+        top.set_ylabel("equity (log scale)")
+    top.legend(loc="upper left")
+    top.set_title(f"{result.strategy.name} on {', '.join(result.data.tickers)}")
+    top.grid(alpha=0.3)
+    for series, color in ((equity, "#1f5fa8"), (benchmark, "#888888")):
+        drawdown = series / series.cummax() - 1
+        bottom.plot(drawdown.index, drawdown.to_numpy() * 100, color=color, linewidth=1.0)
+    bottom.set_ylabel("drawdown %")
+    bottom.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _report_html(result: BacktestResult, png: bytes) -> str:
+    config = result.config
+    rows = "\n".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(a)}</td><td>{html.escape(b)}</td></tr>"
+        for name, a, b in metrics_rows(result.metrics)
+    )
+    period = result.metrics["period"]
+    facts = {
+        "strategy": f"{result.strategy.name} {json.dumps(result.strategy.settings)}",
+        "tickers": ", ".join(result.data.tickers),
+        "data": f"{config.data} (fingerprint {result.data.fingerprint()[:12]})",
+        "test period": f"{period['first_decision']} .. {period['last_session']} ({period['sessions']} sessions)",
+        "fills": f"{result.fill}, commission {config.cost_bps:g} bps, slippage {config.slippage_bps:g} bps",
+        "capital": f"{config.capital:,.2f}",
+        "benchmark": result.benchmark_name,
+    }
+    fact_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in result.notes)
+    image = base64.b64encode(png).decode()
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>tradesim: {html.escape(result.strategy.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ padding: 4px 12px; border-bottom: 1px solid #ddd; text-align: left; }}
+td:nth-child(n+2) {{ text-align: right; font-variant-numeric: tabular-nums; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{html.escape(result.strategy.name)} on {html.escape(", ".join(result.data.tickers))}</h1>
+<table>{fact_rows}</table>
+<h2>Metrics</h2>
+<table><tr><th>metric</th><th>strategy</th><th>benchmark</th></tr>
+{rows}
+</table>
+<p>Daily returns of the equity curve, annualization {result.metrics["annualization"]}, risk-free rate {result.metrics["risk_free"]:g} a year.</p>
+<h2>Equity and drawdown</h2>
+<img alt="equity and drawdown against the benchmark" src="data:image/png;base64,{image}">
+{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
+</body></html>
+"""
+
+
+def _manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
+    data = result.data
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": argv,
+        "config": result.config.to_dict(),
+        "resolved": {
+            "fill": result.fill,
+            "train_end": None if result.train_end is None else str(result.train_end.date()),
+            "first_decision": result.metrics["period"]["first_decision"],
+            "last_session": result.metrics["period"]["last_session"],
+            "benchmark": result.benchmark_name,
+        },
+        "data": {
+            "source": data.source,
+            "fingerprint": data.fingerprint(),
+            "tickers": list(data.tickers),
+            "first_session": str(data.sessions[0].date()),
+            "last_session": str(data.sessions[-1].date()),
+            "sessions": int(len(data.sessions)),
+            "has_ohlc": data.has_ohlc,
+            "adjusted": data.adjusted,
+            "news_items": int(len(data.news)),
+            "decision_cutoff": f"{data.cutoff} America/New_York",
+        },
+        "strategy": result.strategy.describe(),
+        "versions": package_versions(),
+        "git": git_revision(),
+        "notes": result.notes,
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
+    """Write every file of the run directory, atomically: all of it appears, or none."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise TradesimError(f"--out {out}: already exists and is not empty (choose another directory or pass --overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        simulation, benchmark = result.simulation, result.benchmark
+        (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+        equity = pd.DataFrame({"equity": simulation.equity, "benchmark": benchmark.equity})
+        equity.index.name = "date"
+        equity.to_csv(staging / "equity.csv", date_format="%Y-%m-%d", float_format="%.10g")
+        weights = result.weights.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index()
+        weights.to_csv(staging / "weights.csv", index=False, date_format="%Y-%m-%d")
+        simulation.trades.to_csv(staging / "trades.csv", index=False, date_format="%Y-%m-%d", float_format="%.10g")
+        with open(staging / "decisions.jsonl", "w") as handle:
+            for row in result.decisions:
+                handle.write(json.dumps(row, sort_keys=False) + "\n")
+        png = _plot_png(result)
+        (staging / "equity.png").write_bytes(png)
+        (staging / "report.html").write_text(_report_html(result, png))
+        (staging / "run.json").write_text(json.dumps(_manifest(result, argv), indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def argv_of_process() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]

@@ -1,0 +1,120 @@
+"""The Strategy interface: learn from the past, then decide target weights one date at a time.
+
+A strategy never touches cash or orders. `fit` sees a view of the data strictly before
+`train_end`; `decide` sees a view as of each decision date and returns target weights plus one
+log row per ticker (what the strategy saw and said), which becomes `decisions.jsonl`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from tradesim.errors import TradesimError
+from tradesim.market.data import MarketView
+
+
+@dataclass(frozen=True)
+class Param:
+    """One strategy parameter: settable as `--name-with-dashes VALUE` or in the config's [params]."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def coerce(self, value: Any) -> Any:
+        """Check and convert a value from a flag (text) or the config file (TOML types)."""
+        where = f"{self.flag} (params.{self.name})"
+        if value is None:
+            return None
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise TradesimError(f"{where}: expected true or false, got {value!r}")
+        if self.type in (int, float):
+            try:
+                if isinstance(value, bool):
+                    raise ValueError
+                number = self.type(value)
+                if self.type is int and float(value) != number:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise TradesimError(f"{where}: expected {'an integer' if self.type is int else 'a number'}, got {value!r}") from None
+            if self.minimum is not None and number < self.minimum:
+                raise TradesimError(f"{where}: expected a value >= {self.minimum:g}, got {number}")
+            return number
+        text = str(value)
+        if self.choices and text not in self.choices:
+            raise TradesimError(f"{where}: expected one of {', '.join(self.choices)}, got {text!r}")
+        return text
+
+
+@dataclass
+class Decision:
+    """Target weights for one decision date, and one log row per ticker explaining them."""
+
+    weights: dict[str, float]
+    log: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Strategy(abc.ABC):
+    """Base of every strategy. Subclasses set `name`, `summary`, `params` and implement `decide`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, tickers: tuple[str, ...], params: dict[str, Any] | None = None, seed: int = 0):
+        self.tickers = tickers
+        self.seed = seed
+        self.settings = self.resolve_params(params or {})
+        self.validate()
+
+    @classmethod
+    def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
+        known = {p.name: p for p in cls.params}
+        for name in given:
+            if name not in known:
+                names = ", ".join(p.flag for p in cls.params) or "none"
+                raise TradesimError(
+                    f"--{name.replace('_', '-')}: not a parameter of strategy {cls.name} (its parameters: {names})"
+                )
+        return {name: param.coerce(given.get(name, param.default)) for name, param in known.items()}
+
+    def validate(self) -> None:
+        """Reject parameter combinations that cannot work with these tickers (raise TradesimError)."""
+
+    @property
+    def needs_training(self) -> bool:
+        """Whether the strategy learns from data before `train_end` (then a train_end is required)."""
+        return False
+
+    def fit(self, view: MarketView) -> None:
+        """Learn from data strictly before the test period. Default: nothing to learn."""
+
+    def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
+        """The test-period sessions on which this strategy decides. Default: every one."""
+        return sessions
+
+    @abc.abstractmethod
+    def decide(self, view: MarketView) -> Decision:
+        """Target weights as of `view.date`."""
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about the strategy (models used, resolved parameters)."""
+        return {"name": self.name, "params": self.settings, "models": []}
