@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     strategy_class = get_strategy(str(strategy_name))
     options["params"] = parse_strategy_args(strategy_args, strategy_class)
     config = resolve(file_values, options, origin=str(config_path) if config_path else "options")
+    config = dataclasses.replace(config, params=strategy_class.resolve_params(config.params))
 
     from tradesim.backtest import run_backtest
     from tradesim.report import argv_of_process, default_run_dir, metrics_table, write_run_directory

@@ -36,7 +36,7 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False, convert_dates=False)
+            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TradesimError(f"{path}: cannot be read as {suffix} ({first_line})") from None

@@ -1,0 +1,176 @@
+"""The `tradesim` command end to end: run directories, printed tables, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import empyrical
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from helpers import synthetic_bars, write_ticker_dir
+from tradesim.cli import main
+
+RUN_FILES = {"metrics.json", "equity.csv", "weights.csv", "trades.csv", "decisions.jsonl", "report.html", "equity.png", "run.json"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def bars_dir(tmp_path):
+    return write_ticker_dir(tmp_path / "bars", synthetic_bars(("AAA", "BBB", "CCC", "DDD"), sessions=250, seed=6))
+
+
+def test_momentum_on_the_sample_writes_a_complete_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("backtest", "--strategy", "momentum", "--ticker", "MSFT", "--start", "2015-01-01", "--end", "2016-12-30", "--lookback", "10", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert "sharpe" in result.output and "benchmark" in result.output and "fills next-close" in result.output
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
+    assert list(equity.columns) == ["equity", "benchmark"]
+    returns = equity["equity"].pct_change().iloc[1:]
+    assert metrics["sharpe"] == pytest.approx(empyrical.sharpe_ratio(returns), rel=1e-6)
+    assert metrics["total_return"] == pytest.approx(equity["equity"].iloc[-1] / equity["equity"].iloc[0] - 1, rel=1e-6)
+    assert metrics["benchmark"]["total_return"] == pytest.approx(equity["benchmark"].iloc[-1] / 100_000 - 1, rel=1e-6)
+    assert metrics["annualization"] == 252 and metrics["risk_free"] == 0
+
+    weights = pd.read_csv(out / "weights.csv")
+    decisions = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
+    assert len(weights) == len(decisions) == len(equity)
+    assert decisions[20]["trailing_return"] is not None and decisions[20]["action"] in ("buy", "sell", "hold")
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["params"] == {"lookback": 10, "top_k": 1, "rebalance_every": 1, "short": False}
+    assert run["resolved"]["fill"] == "next-close"
+    assert len(run["data"]["fingerprint"]) == 64
+    assert run["versions"]["vectorbt"] and run["versions"]["pandas"]
+    assert "git" in run
+
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "<script" not in page and 'src="http' not in page
+
+
+def test_same_command_twice_gives_identical_results(tmp_path, bars_dir):
+    args = ["backtest", "--strategy", "momentum", "--tickers", "AAA,BBB,CCC", "--data", bars_dir, "--top-k", "2", "--rebalance-every", "5", "--cost-bps", "3"]
+    first = invoke(*args, "--out", tmp_path / "one")
+    second = invoke(*args, "--out", tmp_path / "two")
+    assert first.exit_code == second.exit_code == 0
+    for name in ("equity.csv", "weights.csv", "trades.csv", "decisions.jsonl", "metrics.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_top_k_fills_at_next_open_with_costs(tmp_path, bars_dir):
+    out = tmp_path / "run"
+    result = invoke("backtest", "--strategy", "momentum", "--tickers", "AAA,BBB,CCC,DDD", "--data", bars_dir, "--top-k", "2", "--rebalance-every", "5", "--cost-bps", "10", "--out", out)
+    assert result.exit_code == 0, result.output
+    weights = pd.read_csv(out / "weights.csv", parse_dates=["date"])
+    per_date = weights.groupby("date")["weight"]
+    assert per_date.count().eq(4).all()
+    held = per_date.apply(lambda w: sorted(w.round(12)))
+    assert all(h in ([0, 0, 0.5, 0.5], [0, 0, 0, 0]) for h in held)
+    assert weights["date"].drop_duplicates().diff().dropna().dt.days.min() >= 5
+    trades = pd.read_csv(out / "trades.csv", parse_dates=["date"])
+    opens = pd.read_csv(bars_dir / "AAA.csv", parse_dates=["Date"]).set_index("Date")
+    first_aaa = trades[trades["ticker"] == "AAA"].iloc[0]
+    factor = opens["Adj Close"] / opens["Close"]
+    assert first_aaa["price"] == pytest.approx(opens.loc[first_aaa["date"], "Open"] * factor[first_aaa["date"]])
+    assert trades["fees"].to_numpy() == pytest.approx(trades["value"].to_numpy() * 10 / 1e4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["benchmark"]["name"] == "equal-weight buy-and-hold universe"
+    assert metrics["n_trades"] == len(trades)
+
+
+def test_signals_file_is_backtested_as_given(tmp_path, bars_dir):
+    dates = pd.read_csv(bars_dir / "AAA.csv")["Date"].iloc[[10, 40, 90]]
+    signals = tmp_path / "signals.csv"
+    pd.DataFrame({"date": dates.repeat(2).to_numpy(), "ticker": ["AAA", "BBB"] * 3, "weight": [0.5, 0.5, 1.0, 0.0, 0.0, -0.5]}).to_csv(signals, index=False)
+    out = tmp_path / "run"
+    result = invoke("backtest", "--strategy", "signals", "--tickers", "AAA,BBB", "--data", bars_dir, "--signals", signals, "--out", out)
+    assert result.exit_code == 0, result.output
+    weights = pd.read_csv(out / "weights.csv")
+    assert weights["date"].drop_duplicates().tolist() == dates.tolist()
+    assert weights["weight"].tolist() == [0.5, 0.5, 1.0, 0.0, 0.0, -0.5]
+    assert pd.read_csv(out / "equity.csv")["date"].iloc[0] == dates.iloc[0]
+
+
+def test_config_file_with_flag_override(tmp_path, bars_dir):
+    config = tmp_path / "run.toml"
+    config.write_text(f'strategy = "momentum"\ntickers = "AAA"\ndata = "{bars_dir}"\nfill = "next-close"\n[params]\nlookback = 15\n')
+    out = tmp_path / "run"
+    result = invoke("backtest", "--config", config, "--fill", "next-open", "--lookback", "5", "--out", out)
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["resolved"]["fill"] == "next-open"
+    assert run["strategy"]["params"]["lookback"] == 5
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--strategy", "nope", "--ticker", "MSFT"], "--strategy: unknown strategy 'nope'"),
+        (["--strategy", "momentum", "--ticker", "XXXX"], "--data sample: unknown ticker XXXX"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--start", "2015-99-01"], "start: expected a date like 2015-06-30"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--lookbak", "3"], "no such option '--lookbak' for strategy momentum"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--tickers", "A,B"], "--ticker and --tickers: give one of them"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--data", "/nonexistent/prices"], "--data /nonexistent/prices: no such file or directory"),
+        (["--strategy", "signals", "--ticker", "MSFT"], "--signals: strategy signals needs a file"),
+        (["--strategy", "momentum", "--tickers", "MSFT,AAPL", "--top-k", "3"], "--top-k 3: more than the 2 tickers given"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--train-end", "1980-01-01", "--start", "1979-01-01"], "no sessions before it"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_run_directory(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["backtest", *args, "--out", str(out)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not out.exists()
+    assert not any(p.name.startswith(".run.partial") for p in tmp_path.iterdir())
+
+
+def test_bad_signals_line_is_named(tmp_path, bars_dir):
+    signals = tmp_path / "signals.csv"
+    signals.write_text("date,ticker,weight\n2020-01-06,AAA,0.5\n2020-01-07,ZZZ,0.5\n")
+    result = CliRunner().invoke(main, ["backtest", "--strategy", "signals", "--ticker", "AAA", "--data", str(bars_dir), "--signals", str(signals)])
+    assert result.exit_code != 0
+    assert "signals.csv, line 3: ticker ZZZ is not among the tickers of the run (AAA)" in result.output
+
+
+def test_existing_out_directory_is_not_overwritten_silently(tmp_path, bars_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["backtest", "--strategy", "buy-and-hold", "--ticker", "AAA", "--data", str(bars_dir), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "already exists" in result.output
+    assert (out / "keep.txt").exists()
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+
+
+def test_buy_and_hold_equals_its_benchmark(tmp_path, bars_dir):
+    out = tmp_path / "run"
+    assert invoke("backtest", "--strategy", "buy-and-hold", "--tickers", "AAA,BBB", "--data", bars_dir, "--out", out).exit_code == 0
+    equity = pd.read_csv(out / "equity.csv")
+    np.testing.assert_allclose(equity["equity"], equity["benchmark"], rtol=1e-12)
+
+
+def test_data_show_and_strategies():
+    shown = invoke("data", "show", "--data", "sample", "--tickers", "MSFT,AAPL")
+    assert shown.exit_code == 0
+    assert "closes only" in shown.output and "MSFT" in shown.output and "8313" in shown.output
+    listed = invoke("strategies")
+    assert "momentum:" in listed.output and "--lookback (int, default 20)" in listed.output and "signals:" in listed.output
+
+
+def test_cli_import_is_light():
+    code = "import sys, tradesim.cli; print(sorted(m for m in ('pandas', 'numpy', 'vectorbt', 'torch', 'matplotlib') if m in sys.modules))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"

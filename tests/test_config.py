@@ -1,0 +1,56 @@
+import pytest
+
+from strategies.baselines import Momentum
+from tradesim.config import read_toml, resolve
+from tradesim.errors import TradesimError
+
+
+def test_flags_override_the_file_and_unset_flags_do_not(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('strategy = "momentum"\ntickers = ["msft", "AAPL"]\ncost_bps = 5\nfill = "next-close"\n[params]\nlookback = 60\n')
+    config = resolve(read_toml(path), {"cost_bps": 2.5, "fill": None, "tickers": None, "params": {"top_k": "2"}})
+    assert config.tickers == ("MSFT", "AAPL")
+    assert config.cost_bps == 2.5 and config.fill == "next-close"
+    assert config.params == {"lookback": 60, "top_k": "2"}
+    assert Momentum(config.tickers, config.params).settings == {"lookback": 60, "top_k": 2, "rebalance_every": 1, "short": False}
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"strategy": "momentum", "ticker": "MSFT", "fil": "next-open"}, "unknown key 'fil'"),
+        ({"strategy": "momentum", "ticker": "MSFT", "fill": "tomorrow"}, "fill: expected one of next-open, next-close"),
+        ({"strategy": "momentum", "ticker": "MSFT", "start": "yesterday-ish"}, "start: expected a date like 2015-06-30"),
+        ({"strategy": "momentum", "ticker": "MSFT", "capital": -5}, "capital: expected a positive amount"),
+        ({"strategy": "momentum", "ticker": "MSFT", "cost_bps": "cheap"}, "cost_bps: expected a number"),
+        ({"strategy": "momentum", "ticker": "MSFT", "tickers": ["A"]}, "give 'ticker' or 'tickers', not both"),
+        ({"strategy": "momentum"}, "no ticker given"),
+        ({"strategy": "momentum", "ticker": "MSFT", "start": "2020-01-01", "end": "2019-01-01"}, "start 2020-01-01 is after end 2019-01-01"),
+        ({"strategy": "momentum", "ticker": "MSFT", "start": "2020-01-01", "train_end": "2019-01-01"}, "train_end 2019-01-01 must lie after start"),
+        ({"strategy": "momentum", "ticker": "MSFT", "params": 3}, "'params' must be a table"),
+    ],
+)
+def test_bad_configuration_is_one_clear_error(values, message):
+    with pytest.raises(TradesimError, match=message):
+        resolve(values, {}, origin="run.toml")
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"lookbak": 3}, r"--lookbak: not a parameter of strategy momentum \(its parameters: --lookback, --top-k"),
+        ({"lookback": "ten"}, r"--lookback \(params.lookback\): expected an integer, got 'ten'"),
+        ({"lookback": 0}, r"expected a value >= 1"),
+        ({"short": "maybe"}, "expected true or false"),
+    ],
+)
+def test_strategy_parameters_are_checked(params, message):
+    with pytest.raises(TradesimError, match=message):
+        Momentum(("MSFT",), params)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("strategy = ")
+    with pytest.raises(TradesimError, match=r"bad\.toml: not valid TOML"):
+        read_toml(path)

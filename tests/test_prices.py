@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import synthetic_bars, write_long_file, write_ticker_dir
+from tradesim.errors import TradesimError
+from tradesim.market import load_market_data
+
+
+@pytest.fixture
+def frames():
+    return synthetic_bars(tickers=("AAA", "BBB"), sessions=50, seed=1)
+
+
+def test_directory_and_long_files_load_the_same_adjusted_bars(tmp_path, frames):
+    from_dir = load_market_data(str(write_ticker_dir(tmp_path / "dir", frames)), ["aaa", "BBB"])
+    from_csv = load_market_data(str(write_long_file(tmp_path / "long.csv", frames)), ["AAA", "BBB"])
+    from_parquet = load_market_data(str(write_long_file(tmp_path / "long.parquet", frames)), ["AAA", "BBB"])
+    for other in (from_csv, from_parquet):
+        for field in ("open", "high", "low", "close", "volume", "raw_close"):
+            pd.testing.assert_frame_equal(from_dir.bars[field], other.bars[field])
+    raw = frames["AAA"]
+    factor = raw["Adj Close"].to_numpy() / raw["Close"].to_numpy()
+    np.testing.assert_allclose(from_dir.bars["open"]["AAA"].to_numpy(), raw["Open"].to_numpy() * factor)
+    np.testing.assert_allclose(from_dir.bars["close"]["AAA"].to_numpy(), raw["Adj Close"].to_numpy())
+    np.testing.assert_allclose(from_dir.bars["raw_close"]["AAA"].to_numpy(), raw["Close"].to_numpy())
+    assert from_dir.has_ohlc and from_dir.adjusted
+
+
+def test_column_aliases_are_matched_case_insensitively(tmp_path, frames):
+    frame = frames["AAA"].rename(columns={"Date": "TIMESTAMP", "Adj Close": "adjusted_close", "Close": "CLOSE"})
+    frame.to_csv(tmp_path / "AAA.csv", index=False)
+    data = load_market_data(str(tmp_path), ["AAA"])
+    np.testing.assert_allclose(data.bars["close"]["AAA"].to_numpy(), frames["AAA"]["Adj Close"].to_numpy())
+
+
+def test_close_only_source_and_start_end_cut(tmp_path, frames):
+    frames["AAA"][["Date", "Close"]].to_csv(tmp_path / "AAA.csv", index=False)
+    data = load_market_data(str(tmp_path), ["AAA"], start="2020-01-10", end="2020-01-31")
+    assert not data.has_ohlc and not data.adjusted
+    assert data.sessions[0] == pd.Timestamp("2020-01-10") and data.sessions[-1] == pd.Timestamp("2020-01-31")
+    assert data.bars["open"]["AAA"].isna().all()
+
+
+def test_null_rows_are_dropped_and_counted(tmp_path, frames):
+    frame = frames["AAA"].astype(object)
+    frame.iloc[10, 1:] = "null"
+    frame.to_csv(tmp_path / "AAA.csv", index=False)
+    data = load_market_data(str(tmp_path), ["AAA"])
+    assert len(data.sessions) == 49
+    assert data.details["AAA"].null_rows == 1
+
+
+def test_tickers_with_different_ranges_share_one_calendar(tmp_path, frames):
+    frames["BBB"] = frames["BBB"].iloc[20:]
+    data = load_market_data(str(write_ticker_dir(tmp_path, frames)), ["AAA", "BBB"])
+    assert len(data.sessions) == 50
+    assert data.bars["close"]["BBB"].iloc[:20].isna().all()
+
+
+def test_sample_is_real_closes_of_twenty_stocks():
+    data = load_market_data("sample", None)
+    assert len(data.tickers) == 20 and "MSFT" in data.tickers
+    assert data.sessions[0] == pd.Timestamp("1990-01-02") and data.sessions[-1] == pd.Timestamp("2022-12-28")
+    assert not data.has_ohlc
+
+
+def _write(tmp_path, frame, name="AAA.csv"):
+    frame.to_csv(tmp_path / name, index=False)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "corrupt,message",
+    [
+        (lambda f: f.drop(columns=["Close"]), r"AAA\.csv: missing required column 'close'"),
+        (lambda f: f.drop(columns=["Date"]), r"AAA\.csv: missing required column 'date'"),
+        (lambda f: f.assign(Date=f["Date"].where(f.index != 7, "2020-13-45")), r"AAA\.csv, line 9: unparseable date '2020-13-45'"),
+        (lambda f: pd.concat([f.iloc[:5], f.iloc[[4]], f.iloc[5:]]), r"AAA\.csv, line 7: duplicate date"),
+        (lambda f: pd.concat([f.iloc[:5], f.iloc[[8]], f.iloc[5:8], f.iloc[9:]]), r"AAA\.csv, line 8: unsorted date"),
+        (lambda f: f.assign(Close=f["Close"].where(f.index != 3, -1.0)), r"AAA\.csv, line 5: close is -1 for AAA, expected a positive price"),
+        (lambda f: f.assign(Open=f["Open"].where(f.index != 3, 0.0)), r"AAA\.csv, line 5: open is 0"),
+        (lambda f: f.assign(High=f["Low"] * 0.5), r"AAA\.csv, line 2: high .* is below low"),
+        (lambda f: f.assign(Volume=f["Volume"].astype(object).where(f.index != 2, "lots")), r"line 4: volume is 'lots', expected a number"),
+    ],
+)
+def test_validation_errors_name_file_and_line(tmp_path, frames, corrupt, message):
+    source = _write(tmp_path, corrupt(frames["AAA"]))
+    with pytest.raises(TradesimError, match=message):
+        load_market_data(source, ["AAA"])
+
+
+def test_empty_range_and_unknown_ticker(tmp_path, frames):
+    source = _write(tmp_path, frames["AAA"])
+    with pytest.raises(TradesimError, match=r"no bars for AAA between 2030-01-01 and the end \(it covers 2020-01-02\.\.2020-03-11\)"):
+        load_market_data(source, ["AAA"], start="2030-01-01")
+    with pytest.raises(TradesimError, match="unknown ticker ZZZ"):
+        load_market_data(source, ["ZZZ"])
+    with pytest.raises(TradesimError, match="unknown ticker ZZZ"):
+        load_market_data("sample", ["ZZZ"])
+    with pytest.raises(TradesimError, match="no such file or directory"):
+        load_market_data(str(tmp_path / "missing"), ["AAA"])
+    long = write_long_file(tmp_path / "long.csv", frames)
+    with pytest.raises(TradesimError, match=r"unknown ticker ZZZ \(the file has AAA, BBB\)"):
+        load_market_data(str(long), ["ZZZ"])

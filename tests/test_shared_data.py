@@ -1,0 +1,68 @@
+"""Real-data tier: the public datasets in ../shared/data. Skipped when they are absent."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradesim.market import load_market_data
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not present")
+STOCKNET = SHARED / "stocknet"
+SP500 = SHARED / "sp500"
+
+
+def test_stocknet_price_directory_with_null_rows():
+    data = load_market_data(str(STOCKNET / "price_raw"), None)
+    assert len(data.tickers) == 88
+    for ticker in ("PTR", "REX", "SNP"):
+        assert data.details[ticker].null_rows == 1
+        assert np.isnan(data.bars["close"].loc["2016-06-29", ticker])
+    assert data.has_ohlc and data.adjusted
+    msft = pd.read_csv(STOCKNET / "price_raw" / "MSFT.csv", index_col="Date", parse_dates=True)
+    factor = msft["Adj Close"] / msft["Close"]
+    np.testing.assert_allclose(data.bars["close"]["MSFT"].dropna(), msft["Adj Close"], rtol=1e-12)
+    np.testing.assert_allclose(data.bars["open"]["MSFT"].dropna(), msft["Open"] * factor, rtol=1e-12)
+    assert data.bars["close"]["ABBV"].first_valid_index() > data.sessions[0]
+
+
+def test_stocknet_mini_slice_and_its_tweets():
+    folder = STOCKNET / "mini_msft_aapl_2014_2015"
+    data = load_market_data(str(folder / "prices.csv"), ["MSFT", "AAPL"], news=str(folder / "tweets.jsonl"))
+    assert len(data.sessions) == 504
+    assert data.sessions[0] == pd.Timestamp("2014-01-02") and data.sessions[-1] == pd.Timestamp("2015-12-31")
+    assert set(data.news["ticker"]) == {"MSFT", "AAPL"}
+    assert (data.news["visible_at"] == data.news["published_at"]).all()
+
+
+def test_stocknet_tweet_directory_respects_the_cutoff():
+    data = load_market_data(str(STOCKNET / "price_raw"), ["MSFT", "AAPL"], start="2014-01-01", end="2015-12-31", news=str(STOCKNET / "tweets"))
+    assert len(data.news) > 1000
+    view = data.view(pd.Timestamp("2015-07-01"))  # daylight time: the close is 20:00 UTC
+    assert view.news["visible_at"].max() < pd.Timestamp("2015-07-01 20:00", tz="UTC")
+    view = data.view(pd.Timestamp("2015-01-15"))  # standard time: the close is 21:00 UTC
+    assert view.news["visible_at"].max() < pd.Timestamp("2015-01-15 21:00", tz="UTC")
+
+
+def test_sp500_raw_ohlc_is_split_adjusted():
+    data = load_market_data(str(SP500 / "sp500_top100_daily_2012_2021.csv"), ["AAPL", "TSLA", "MSFT"])
+    assert data.bars["close"].shape == (2340, 3)
+    raw, adjusted = data.bars["raw_close"]["AAPL"], data.bars["close"]["AAPL"]
+    # AAPL split 7:1 on 2014-06-09: the raw close drops by ~7x, the adjusted one does not.
+    assert raw.loc["2014-06-06"] / raw.loc["2014-06-09"] > 6.5
+    assert 0.9 < adjusted.loc["2014-06-06"] / adjusted.loc["2014-06-09"] < 1.1
+    daily = data.bars["close"].pct_change().iloc[1:].abs().max()
+    assert (daily < 0.5).all()
+    assert [str(d.date()) for d in data.details["AAPL"].adjustment_dates] == ["2014-06-09", "2020-08-31"]
+    high, low = data.bars["high"], data.bars["low"]
+    assert (high >= low).all().all()
+
+
+def test_full_history_file_with_timestamp_column():
+    data = load_market_data(str(SP500 / "AAPL_daily_full_1999_2021.csv"), None)
+    ticker = data.tickers[0]
+    splits = [str(d.date()) for d in data.details[ticker].adjustment_dates]
+    assert {"2000-06-21", "2005-02-28", "2014-06-09", "2020-08-31"} <= set(splits)
+    assert (data.bars["close"][ticker].pct_change().dropna().abs() < 0.6).all()
