@@ -49,13 +49,18 @@ class Momentum(Strategy):
         return rebalance_dates(sessions, self.settings["rebalance_every"])
 
     def trailing_returns(self, view: MarketView) -> pd.Series:
+        """close[d] / close[d - lookback] - 1 over each ticker's own sessions; NaN without enough history."""
         lookback = self.settings["lookback"]
-        returns = {}
-        for ticker in self.tickers:
-            closes = view.close[ticker].dropna()
-            has_today = len(closes) and closes.index[-1] == view.date
-            returns[ticker] = closes.iloc[-1] / closes.iloc[-1 - lookback] - 1 if has_today and len(closes) > lookback else np.nan
-        return pd.Series(returns, dtype=float)
+        closes = view.close[list(self.tickers)].to_numpy()
+        returns = np.full(len(self.tickers), np.nan)
+        for column in range(closes.shape[1]):
+            series = closes[:, column]
+            if not np.isfinite(series[-1]):
+                continue
+            known = series[np.isfinite(series)]
+            if len(known) > lookback:
+                returns[column] = known[-1] / known[-1 - lookback] - 1
+        return pd.Series(returns, index=list(self.tickers))
 
     def decide(self, view: MarketView) -> Decision:
         scores = self.trailing_returns(view)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +70,18 @@ class MarketData:
     def sessions(self) -> pd.DatetimeIndex:
         return self.bars["close"].index
 
+    @cached_property
+    def cutoffs(self) -> pd.DatetimeIndex:
+        """The decision cutoff (UTC) of every session."""
+        return decision_cutoffs(self.sessions, self.cutoff)
+
     def view(self, as_of: pd.Timestamp) -> MarketView:
         """What is known after the close of session `as_of`."""
         as_of = pd.Timestamp(as_of)
         end = int(self.sessions.searchsorted(as_of, side="right"))
         if end == 0 or self.sessions[end - 1] != as_of:
             raise ValueError(f"{as_of.date()} is not a session of this data")
-        cutoff = decision_cutoffs(pd.DatetimeIndex([as_of]), self.cutoff)[0]
+        cutoff = self.cutoffs[end - 1]
         visible = int(self.news["visible_at"].searchsorted(cutoff, side="left"))
         return MarketView(
             date=as_of,
@@ -153,7 +159,7 @@ def load_market_data(
     news_items = empty_news()
     if news is not None:
         news_items = load_news(Path(news), order)
-        last_cutoff = decision_cutoffs(bars["close"].index[-1:], cutoff)[0]
+        last_cutoff = decision_cutoffs(bars["close"].index, cutoff)[-1]
         news_items = news_items[news_items["visible_at"] < last_cutoff].reset_index(drop=True)
     return MarketData(
         source=source,
