@@ -149,3 +149,35 @@ def data_show(source: str, ticker: str | None, tickers: str | None, start: str |
     names = (ticker or tickers).split(",") if (ticker or tickers) else None
     data = load_market_data(source, names, start, end)
     click.echo(describe(data))
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Inspect or clear the language-model decision cache ($TRADESIM_HOME/llm-cache.sqlite)."""
+
+
+@cache_group.command("stats")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Cache file (default $TRADESIM_HOME/llm-cache.sqlite).")
+def cache_stats(cache_path: Path | None) -> None:
+    """Entries, size and hits by model."""
+    from tradesim.llm.cache import DecisionCache
+
+    cache = DecisionCache(cache_path)
+    rows = cache.stats()
+    click.echo(f"cache: {cache.path} ({cache.file_size() / 1e6:.1f} MB on disk)" if rows else f"cache: {cache.path} (empty)")
+    if rows:
+        width = max(len(row["model"]) for row in rows)
+        click.echo(f"{'model':<{width}}  {'entries':>8}  {'stored MB':>9}  {'hits':>8}  {'misses':>8}")
+        for row in rows:
+            click.echo(f"{row['model']:<{width}}  {row['entries']:>8}  {row['bytes'] / 1e6:>9.2f}  {row['hits']:>8}  {row['misses']:>8}")
+
+
+@cache_group.command("clear")
+@click.option("--model", help="Only the entries of this model spec (as given to --router/--llm).")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), help="Cache file (default $TRADESIM_HOME/llm-cache.sqlite).")
+def cache_clear(model: str | None, cache_path: Path | None) -> None:
+    """Delete cached model answers: all of them, or one model's."""
+    from tradesim.llm.cache import DecisionCache
+
+    deleted = DecisionCache(cache_path).clear(model)
+    click.echo(f"deleted {deleted} entries" + (f" of {model}" if model else ""))

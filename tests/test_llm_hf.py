@@ -1,0 +1,106 @@
+"""The transformers backend on tiny random Llama-style and GPT-2-style models saved by the tests."""
+
+import numpy as np
+import pytest
+
+from llm_helpers import save_tiny_gpt2, save_tiny_llama
+from tradesim.errors import TradesimError
+from tradesim.llm import load_model
+from tradesim.llm.hf import HFBackend
+
+INSTRUCTIONS = (
+    "You are a trading assistant. Read the last five sessions of prices and headlines and answer "
+    "whether the outlook for the next session is Optimistic or Pessimistic. Answer with one word. "
+)
+
+
+def router_prompts(count=24):
+    rows = []
+    for i in range(count):
+        sessions = "\n".join(f"2015-06-{d:02d} close {100 + i * 1.7 + d:.2f} volume {i * 37 + d}" + (" no news" if (i + d) % 3 else " Microsoft beats estimates") for d in range(1, 1 + (i % 4) + 2))
+        rows.append(f"{INSTRUCTIONS}\n{sessions}\nAnswer:")
+    return rows
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def model_dir(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(request.param)
+    return (save_tiny_llama if request.param == "llama" else save_tiny_gpt2)(directory)
+
+
+def probabilities(backend, prompts, options):
+    return np.array([c.probabilities for c in backend.choose_batch(prompts, options, None)])
+
+
+def test_batched_scoring_with_prefix_reuse_equals_one_at_a_time(model_dir):
+    prompts = router_prompts()
+    batched = HFBackend(str(model_dir), batch_size=7)
+    plain = HFBackend(str(model_dir), batch_size=7, prefix_reuse=False)
+    alone = HFBackend(str(model_dir), batch_size=1, prefix_reuse=False)
+    ids = [batched.encode(batched.render(p)) for p in prompts]
+    assert len(batched.shared_prefix(ids, keep=1)) >= 30  # the instructions really are reused
+    options = ["Optimistic", "Pessimistic"]
+    reference = probabilities(alone, prompts, options)
+    np.testing.assert_allclose(probabilities(batched, prompts, options), reference, atol=1e-5)
+    np.testing.assert_allclose(probabilities(plain, prompts, options), reference, atol=1e-5)
+    np.testing.assert_allclose(reference.sum(axis=1), 1, atol=1e-6)
+    assert reference[:, 0].std() > 1e-4  # prompts do not all score alike
+
+
+def test_options_sharing_a_first_token_are_scored_by_full_sequence(model_dir):
+    backend = HFBackend(str(model_dir), batch_size=5)
+    alone = HFBackend(str(model_dir), batch_size=1, prefix_reuse=False)
+    prompts = router_prompts(10)
+    options = ["Up strongly", "Up slightly", "Down"]
+    tokens = backend.option_tokens(backend.render(prompts[0]), options)
+    assert len({t[0] for t in tokens}) < len(options)  # the test exercises the shared-first-token path
+    got = probabilities(backend, prompts, options)
+    np.testing.assert_allclose(got, probabilities(alone, prompts, options), atol=1e-5)
+    assert not np.allclose(np.log(got[:, 0]), np.log(got[:, 1]))  # never silently equal
+
+    # The full-sequence score is the sum of per-token log-probabilities, checked by hand for one prompt.
+    ids = backend.encode(backend.render(prompts[0]))
+    manual = []
+    for option in tokens:
+        rows = alone.log_probabilities([ids + option], keep=len(option) + 1)[0]
+        manual.append(sum(rows[j, token] for j, token in enumerate(option)))
+    manual = np.array(manual)
+    expected_log = manual - (manual.max() + np.log(np.exp(manual - manual.max()).sum()))
+    np.testing.assert_allclose(np.log(got[0]), expected_log, atol=1e-4)
+
+
+def test_load_through_spec_caches_and_generates(model_dir, tmp_path):
+    model = load_model(f"hf:{model_dir}", cache_path=tmp_path / "cache.sqlite", progress=False)
+    prompts = router_prompts(6)
+    first = model.choose(prompts, ["Optimistic", "Pessimistic"])
+    again = load_model(f"hf:{model_dir}", cache_path=tmp_path / "cache.sqlite", progress=False)
+    np.testing.assert_array_equal(again.choose(prompts, ["Optimistic", "Pessimistic"]), first)
+    assert again.usage.model_calls == 0 and again.usage.cache_hits == 6
+    texts = model.generate(prompts[:3], max_new_tokens=4)
+    assert texts == [g.text for g in HFBackend(str(model_dir), batch_size=1).generate_batch(prompts[:3], 4)]
+    described = model.describe()
+    assert described["device"] == "cpu" and "float32" in described["dtype"] and '"dir:' in described["fingerprint"]
+
+
+def test_chat_template_is_applied_when_the_tokenizer_has_one(model_dir):
+    backend = HFBackend(str(model_dir))
+    rendered = backend.render("hello")
+    if backend.chat:
+        assert rendered.startswith("<s><|user|>\nhello") and rendered.endswith("<|assistant|>\n")
+    else:
+        assert rendered == "hello"
+
+
+def test_fingerprint_follows_the_weights(tmp_path):
+    first = HFBackend(str(save_tiny_llama(tmp_path / "a", seed=0))).fingerprint
+    same = HFBackend(str(save_tiny_llama(tmp_path / "b", seed=0))).fingerprint
+    other = HFBackend(str(save_tiny_llama(tmp_path / "c", seed=1))).fingerprint
+    assert first == same and first != other
+
+
+def test_missing_weights_are_one_clear_line(tmp_path, monkeypatch):
+    with pytest.raises(TradesimError, match="no such model directory"):
+        HFBackend(str(tmp_path / "absent"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TradesimError, match=r"hf:no-such-org/no-such-model: weights not found on this machine .* pass hf:/path/to/local/model"):
+        HFBackend("no-such-org/no-such-model")

