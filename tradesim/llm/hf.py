@@ -103,6 +103,7 @@ class HFBackend(Backend):
         if looks_local and not path.is_dir():
             raise TradesimError(f"hf:{target}: no such model directory")
         self.target = str(path) if looks_local else target
+        self.spec = f"hf:{target}"
         self.device, self.torch_dtype = resolve_device(device, dtype)
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse

@@ -22,6 +22,7 @@ DEFAULT_TEMPERATURE = 0.05
 
 
 class MiniLMBackend(Backend):
+    spec = "minilm"
     can_generate = False
 
     def __init__(self, temperature: float = DEFAULT_TEMPERATURE, device: str = "cpu", batch_size: int = 64):

@@ -47,6 +47,7 @@ class OpenAIBackend(Backend):
             raise TradesimError(f"openai:{base_url}#{model}: the base url must start with http:// or https://")
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.spec = f"openai:{base_url}#{model}"
         self.concurrency = max(1, int(concurrency))
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
