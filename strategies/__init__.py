@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from strategies.baselines import BuyAndHold, Momentum, Signals
+from strategies.llmoe import LLMoEStrategy
+from strategies.neural import LSTMStrategy, MLPStrategy, MoEGateStrategy
 from tradesim.errors import TradesimError
 from tradesim.strategy import Strategy
 
-REGISTRY: dict[str, type[Strategy]] = {cls.name: cls for cls in (BuyAndHold, Momentum, Signals)}
+REGISTRY: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (LLMoEStrategy, MLPStrategy, LSTMStrategy, MoEGateStrategy, BuyAndHold, Momentum, Signals)
+}
 
 
 def get_strategy(name: str) -> type[Strategy]:

@@ -18,9 +18,10 @@ from tradesim.engine import SimulationResult, simulate
 from tradesim.errors import TradesimError
 from tradesim.market.data import MarketData, load_market_data
 from tradesim.metrics import ANNUALIZATION, performance, trading
-from tradesim.strategy import Strategy
+from tradesim.strategy import Runtime, Strategy
 
-DEFAULT_TRAIN_FRACTION = 0.7
+DEFAULT_TEST_SESSIONS = 504  # without --train-end, learned strategies test on the last two years
+DEFAULT_TRAIN_FRACTION = 0.7  # ... or on the last 30% when the data is shorter than four years
 
 
 @dataclass
@@ -45,8 +46,11 @@ def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, note
     if config.train_end is None and not strategy.needs_training:
         return None, sessions
     if config.train_end is None:
-        train_end = sessions[int(len(sessions) * DEFAULT_TRAIN_FRACTION)]
-        notes.append(f"no --train-end given: trained on the first {DEFAULT_TRAIN_FRACTION:.0%} of sessions, tested from {train_end.date()}")
+        if len(sessions) >= 2 * DEFAULT_TEST_SESSIONS:
+            train_end = sessions[-DEFAULT_TEST_SESSIONS]
+        else:
+            train_end = sessions[int(len(sessions) * DEFAULT_TRAIN_FRACTION)]
+        notes.append(f"no --train-end given: trained before {train_end.date()}, tested from it ({int((sessions >= train_end).sum())} sessions)")
     else:
         train_end = pd.Timestamp(config.train_end)
     training, test = sessions[sessions < train_end], sessions[sessions >= train_end]
@@ -75,9 +79,10 @@ def _action(previous: float, weight: float) -> str:
     return "buy" if weight > previous else "sell"
 
 
-def run_backtest(config: RunConfig, strategy_class: type[Strategy]) -> BacktestResult:
+def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bool = True) -> BacktestResult:
     started = time.perf_counter()
-    strategy = strategy_class(config.tickers, config.params, config.seed)
+    runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
+    strategy = strategy_class(config.tickers, config.params, config.seed, runtime)
     np.random.seed(config.seed)
     data = load_market_data(config.data, config.tickers, config.start, config.end, config.news, config.cutoff)
     loaded = time.perf_counter()
@@ -86,6 +91,8 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy]) -> BacktestR
     if fill == "next-open" and not data.has_ohlc:
         fill = "next-close"
         notes.append("the data has closes only: orders fill at the next session's close")
+    if strategy.looks_ahead:
+        strategy.reveal_future(data)
     train_end, test = _test_sessions(data, strategy, config, notes)
     fitted = time.perf_counter()
 
@@ -94,8 +101,7 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy]) -> BacktestR
         raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
     rows, decisions = [], []
     previous = dict.fromkeys(data.tickers, 0.0)
-    for date in dates:
-        decision = strategy.decide(data.view(date))
+    for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
         _check_weights(decision.weights, data.tickers, strategy.name, date)
         row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
         rows.append(row)
@@ -135,11 +141,13 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy]) -> BacktestR
             **trading(result.trades, result.equity, result.gross_exposure, annualization=ANNUALIZATION),
         }
 
+    notes.extend(strategy.notes)
     metrics = {
         **measure(simulation),
         "benchmark": {"name": benchmark_name, **measure(benchmark)},
         "annualization": ANNUALIZATION,
         "risk_free": config.risk_free,
+        "look_ahead": strategy.looks_ahead,
         "period": {
             "first_decision": str(dates[0].date()),
             "last_session": str(simulation.equity.index[-1].date()),

@@ -71,6 +71,8 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @click.option("--risk-free", type=float, help="Annual risk-free rate for Sharpe and Sortino (default 0).")
 @click.option("--cutoff", help="Decision cutoff for news, HH:MM America/New_York (default 16:00).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1 ... for models.")
+@click.option("--llm-cache", type=click.Choice(["readwrite", "readonly", "off"]), help="Language-model cache mode (default readwrite).")
 @click.option("--out", help="Run directory (default runs/<UTC time>-<strategy>-<tickers>/).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file holding any of these options.")
@@ -101,7 +103,7 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     from tradesim.backtest import run_backtest
     from tradesim.report import argv_of_process, default_run_dir, metrics_table, write_run_directory
 
-    result = run_backtest(config, strategy_class)
+    result = run_backtest(config, strategy_class, progress=True)
     out = Path(config.out) if config.out else default_run_dir(config.strategy, config.tickers)
     write_run_directory(result, out, argv=argv_of_process(), overwrite=overwrite)
     period = result.metrics["period"]
@@ -111,6 +113,11 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     )
     for note in result.notes:
         click.echo(f"note: {note}")
+    for model in result.strategy.models():
+        click.echo(
+            f"model {model['spec']}: {model['model_calls']} calls, {model['cache_hits']} cache hits, "
+            f"{model['prompt_tokens']} prompt tokens, {model['model_seconds']:.1f} s"
+        )
     click.echo(metrics_table(result.metrics))
     click.echo(f"run directory: {out}")
 
@@ -181,3 +188,23 @@ def cache_clear(model: str | None, cache_path: Path | None) -> None:
 
     deleted = DecisionCache(cache_path).clear(model)
     click.echo(f"deleted {deleted} entries" + (f" of {model}" if model else ""))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--date", "day", required=True, help="Decision date (YYYY-MM-DD).")
+@click.option("--ticker", help="Ticker (needed when the run has several).")
+def explain(run_dir: Path, day: str, ticker: str | None) -> None:
+    """Show one decision: the prompt, the news used, what the router and experts said, the action."""
+    from tradesim.inspect import explain_decision
+
+    click.echo(explain_decision(run_dir, day, ticker))
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def compare(run_dirs: tuple[Path, ...]) -> None:
+    """One metrics table across runs (e.g. LLMoE against its baselines)."""
+    from tradesim.inspect import compare_runs
+
+    click.echo(compare_runs(run_dirs))

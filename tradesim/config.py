@@ -28,6 +28,7 @@ from typing import Any
 from tradesim.errors import TradesimError
 
 FILL_MODES = ("next-open", "next-close")
+LLM_CACHE_MODES = ("readwrite", "readonly", "off")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class RunConfig:
     risk_free: float = 0.0
     cutoff: str = "16:00"
     seed: int = 0
+    device: str = "auto"
+    llm_cache: str = "readwrite"
     out: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -132,12 +135,14 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
             values[key] = _number(values[key], key, float)
     if "seed" in values:
         values["seed"] = _number(values["seed"], "seed", int)
-    for key in ("strategy", "data", "news", "fill", "cutoff", "out"):
+    for key in ("strategy", "data", "news", "fill", "cutoff", "device", "llm_cache", "out"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise TradesimError(f"{key}: expected text, got {values[key]!r}")
     config = RunConfig(**values, params=params)
     if config.fill not in FILL_MODES:
         raise TradesimError(f"fill: expected one of {', '.join(FILL_MODES)}, got {config.fill!r}")
+    if config.llm_cache not in LLM_CACHE_MODES:
+        raise TradesimError(f"llm_cache: expected one of {', '.join(LLM_CACHE_MODES)}, got {config.llm_cache!r}")
     if config.cost_bps < 0 or config.slippage_bps < 0:
         raise TradesimError("cost_bps/slippage_bps: expected a number of basis points >= 0")
     if config.capital <= 0:

@@ -143,7 +143,7 @@ td, th {{ padding: 4px 12px; border-bottom: 1px solid #ddd; text-align: left; }}
 td:nth-child(n+2) {{ text-align: right; font-variant-numeric: tabular-nums; }}
 img {{ max-width: 100%; }}
 </style></head><body>
-<h1>{html.escape(result.strategy.name)} on {html.escape(", ".join(result.data.tickers))}</h1>
+<h1>{html.escape(result.strategy.name)} on {html.escape(", ".join(result.data.tickers))}{" — LOOK-AHEAD UPPER BOUND" if result.strategy.looks_ahead else ""}</h1>
 <table>{fact_rows}</table>
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>strategy</th><th>benchmark</th></tr>
@@ -183,11 +183,18 @@ def _manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
             "decision_cutoff": f"{data.cutoff} America/New_York",
         },
         "strategy": result.strategy.describe(),
+        "llm": _llm_totals(result.strategy.models()),
         "versions": package_versions(),
         "git": git_revision(),
         "notes": result.notes,
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
     }
+
+
+def _llm_totals(models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Model calls, cache hits, tokens and model time of the run, over every model used."""
+    keys = ("model_calls", "cache_hits", "prompt_tokens", "completion_tokens", "model_seconds")
+    return {key: round(sum(m[key] for m in models), 3) if key == "model_seconds" else sum(m[key] for m in models) for key in keys}
 
 
 def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:

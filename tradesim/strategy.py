@@ -64,6 +64,16 @@ class Param:
         return text
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """Run-wide settings strategies with models need: where to compute, how to use the LLM cache."""
+
+    device: str = "auto"
+    llm_cache: str = "readwrite"
+    llm_cache_path: str | None = None
+    progress: bool = True
+
+
 @dataclass
 class Decision:
     """Target weights for one decision date, and one log row per ticker explaining them."""
@@ -79,10 +89,14 @@ class Strategy(abc.ABC):
     summary: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
 
-    def __init__(self, tickers: tuple[str, ...], params: dict[str, Any] | None = None, seed: int = 0):
+    def __init__(
+        self, tickers: tuple[str, ...], params: dict[str, Any] | None = None, seed: int = 0, runtime: Runtime | None = None
+    ):
         self.tickers = tickers
         self.seed = seed
+        self.runtime = runtime or Runtime()
         self.settings = self.resolve_params(params or {})
+        self.notes: list[str] = []  # facts about the run the strategy wants printed and recorded
         self.validate()
 
     @classmethod
@@ -95,6 +109,11 @@ class Strategy(abc.ABC):
                     f"--{name.replace('_', '-')}: not a parameter of strategy {cls.name} (its parameters: {names})"
                 )
         return {name: param.coerce(given.get(name, param.default)) for name, param in known.items()}
+
+    def note(self, text: str) -> None:
+        """Record a fact about the run once (printed, and written to run.json)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def validate(self) -> None:
         """Reject parameter combinations that cannot work with these tickers (raise TradesimError)."""
@@ -115,6 +134,23 @@ class Strategy(abc.ABC):
     def decide(self, view: MarketView) -> Decision:
         """Target weights as of `view.date`."""
 
+    def decide_batch(self, views: list[MarketView]) -> list[Decision]:
+        """Decide for many dates at once (each from its own view). Strategies that call models
+        override this to collect every prompt first and send them as one batch."""
+        return [self.decide(view) for view in views]
+
+    @property
+    def looks_ahead(self) -> bool:
+        """True only for deliberate upper bounds (an oracle): the run is then flagged everywhere."""
+        return False
+
+    def reveal_future(self, data: Any) -> None:
+        """Called with the whole MarketData only when `looks_ahead` is True."""
+
+    def models(self) -> list[dict[str, Any]]:
+        """The language models used, with their usage (calls, cache hits, tokens, time)."""
+        return []
+
     def describe(self) -> dict[str, Any]:
-        """What run.json records about the strategy (models used, resolved parameters)."""
-        return {"name": self.name, "params": self.settings, "models": []}
+        """What run.json records about the strategy (resolved parameters, models used)."""
+        return {"name": self.name, "params": self.settings, "models": self.models()}

@@ -37,6 +37,7 @@ class Backend(abc.ABC):
 
     spec: str
     can_generate: bool = True
+    reads_instructions: bool = True  # False for encoders: instructions every prompt shares only cost time
 
     @property
     @abc.abstractmethod

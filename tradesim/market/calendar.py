@@ -29,9 +29,9 @@ def parse_cutoff(cutoff: str) -> pd.Timedelta:
 def decision_cutoffs(sessions: pd.DatetimeIndex, cutoff: str = DEFAULT_CUTOFF) -> pd.DatetimeIndex:
     """The UTC instant of each session's decision cutoff."""
     local = (sessions.normalize() + parse_cutoff(cutoff)).tz_localize(MARKET_TIMEZONE)
-    return local.tz_convert("UTC")
+    return local.tz_convert("UTC").as_unit("ns")
 
 
 def end_of_day_utc(dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """The UTC instant at which a New York calendar date ends (midnight starting the next date)."""
-    return (dates.normalize() + pd.Timedelta(days=1)).tz_localize(MARKET_TIMEZONE).tz_convert("UTC")
+    return (dates.normalize() + pd.Timedelta(days=1)).tz_localize(MARKET_TIMEZONE).tz_convert("UTC").as_unit("ns")

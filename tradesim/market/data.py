@@ -31,6 +31,7 @@ class MarketView:
     news: pd.DataFrame
     tickers: tuple[str, ...]
     has_ohlc: bool
+    cutoffs: pd.DatetimeIndex  # the decision cutoff of each session in the view
 
     @property
     def sessions(self) -> pd.DatetimeIndex:
@@ -50,7 +51,10 @@ class MarketView:
         return frame[frame["close"].notna()]
 
     def news_for(self, ticker: str) -> pd.DataFrame:
-        return self.news[self.news["ticker"] == ticker]
+        """The ticker's visible news, each item with the `session` it first counts for."""
+        items = self.news[self.news["ticker"] == ticker]
+        first = self.cutoffs.searchsorted(items["visible_at"], side="right")
+        return items.assign(session=self.sessions[first])
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class MarketData:
             news=self.news.iloc[:visible],
             tickers=self.tickers,
             has_ohlc=self.has_ohlc,
+            cutoffs=self.cutoffs[:end],
         )
 
     def fingerprint(self) -> str:

@@ -73,6 +73,7 @@ def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | No
     else:
         raise TradesimError(f"{origin}: no ticker column (add a 'ticker' column or name the file <TICKER>.jsonl)")
     published_at, date_only = _timestamps(table[columns["timestamp"]], origin)
+    published_at = published_at.dt.as_unit("ns")
     visible_at = published_at.copy()
     if date_only.any():
         dates = pd.DatetimeIndex(published_at[date_only].dt.tz_localize(None))

@@ -1,0 +1,260 @@
+"""LLMoE (Liu & Lo, 2025): a language-model router picks an optimistic or a pessimistic expert.
+
+For each decision date the router reads the last five sessions (prices, the change from the
+previous close, that session's visible headlines or an explicit "no news") and labels the outlook
+Optimistic or Pessimistic. Each expert is a feed-forward network trained only on the training days
+the router gave its label; the chosen expert's probability of a rise drives All-in All-out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from strategies.neural import LEARNING_PARAMS, LearnedAllInAllOut
+from tradesim.errors import TradesimError
+from tradesim.market.data import MarketView
+from tradesim.strategy import Decision, Param
+
+ROUTER_TEMPLATE_VERSION = "llmoe-router/1"
+INSTRUCTIONS = (
+    "You are the router of a mixture of trading experts. Below are the last five trading sessions of one "
+    "stock, oldest first: one line per session with its prices, its change from the previous close, and the "
+    'headlines published for it, or "no news". Judge whether the outlook for the stock at the next session is '
+    "Optimistic or Pessimistic. Answer with one word: Optimistic or Pessimistic."
+)
+QUESTION = "Outlook for the next session:"
+REASON_REQUEST = "In one sentence, the main reason for the outlook:"
+OPTIONS = ("Optimistic", "Pessimistic")
+DESCRIPTIONS = (
+    "Optimistic: the stock has been going up, with gains and good news; the price will rise.",
+    "Pessimistic: the stock has been going down, with losses and bad news; the price will fall.",
+)
+TEMPLATE_SHA256 = hashlib.sha256("\n".join((ROUTER_TEMPLATE_VERSION, INSTRUCTIONS, QUESTION, REASON_REQUEST, *DESCRIPTIONS)).encode()).hexdigest()
+ABLATION_ROUTERS = ("random", "always-optimistic", "always-pessimistic", "oracle")
+HEADLINE_CHARS = 160
+COMPANY_NAMES = {
+    "AAPL": ("Apple",), "AMD": ("Advanced Micro Devices", "AMD"), "AMZN": ("Amazon",), "BAC": ("Bank of America",),
+    "BBY": ("Best Buy",), "CVX": ("Chevron",), "GE": ("General Electric",), "GOOG": ("Google", "Alphabet"),
+    "HD": ("Home Depot",), "JNJ": ("Johnson & Johnson",), "JPM": ("JPMorgan", "JP Morgan"), "KO": ("Coca-Cola", "Coke"),
+    "LLY": ("Eli Lilly", "Lilly"), "MRK": ("Merck",), "MSFT": ("Microsoft",), "PEP": ("PepsiCo", "Pepsi"),
+    "PFE": ("Pfizer",), "PG": ("Procter & Gamble", "P&G"), "RRC": ("Range Resources",), "UNH": ("UnitedHealth",),
+    "WMT": ("Walmart", "Wal-Mart"), "XOM": ("Exxon Mobil", "ExxonMobil", "Exxon"),
+}
+
+
+@dataclass
+class RouterInput:
+    """What the router is shown for one decision date."""
+
+    date: pd.Timestamp
+    prompt: str  # instructions first (shared by every prompt: prefix caching), then the data
+    data: str  # the sessions alone: what a model that cannot follow instructions is shown
+    news: list[dict[str, str]] = field(default_factory=list)
+
+
+class RouterPrompts:
+    """Builds router inputs for any session of one view, from that view's bars and news only."""
+
+    def __init__(self, view: MarketView, ticker: str, anonymize: bool, max_headlines: int):
+        self.ticker = ticker
+        self.anonymize = anonymize
+        self.max_headlines = max_headlines
+        self.has_ohlc = view.has_ohlc
+        self.bars = view.ticker_bars(ticker)
+        news = view.news_for(ticker)
+        self.news_by_session = {session: items for session, items in news.groupby("session", sort=False)} if len(news) else {}
+        names = (ticker, *COMPANY_NAMES.get(ticker, ()))
+        self.names = re.compile(r"\$?\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.IGNORECASE)
+
+    def text(self, value: str) -> str:
+        text = " ".join(str(value).split())[:HEADLINE_CHARS]
+        return self.names.sub("the company", text) if self.anonymize else text
+
+    def line(self, label: str, bar: pd.Series, previous_close: float | None, headlines: list[str]) -> str:
+        if self.has_ohlc:
+            prices = f"open {bar['open']:.2f} high {bar['high']:.2f} low {bar['low']:.2f} close {bar['close']:.2f}"
+            if np.isfinite(bar["volume"]):
+                prices += f" volume {bar['volume']:,.0f}"
+        else:
+            prices = f"close {bar['close']:.2f}"
+        if previous_close is not None:
+            change = bar["close"] / previous_close - 1
+            prices += f", {'up' if change >= 0 else 'down'} {abs(change):.2%}"
+        news = " | ".join(headlines) if headlines else "no news"
+        return f"{label}: {prices}; news: {news}"
+
+    def at(self, date: pd.Timestamp) -> RouterInput | None:
+        """The router input for `date`, or None without five sessions of history."""
+        end = int(self.bars.index.searchsorted(date, side="right"))
+        if end < 6 or self.bars.index[end - 1] != date:
+            return None
+        window = self.bars.iloc[end - 6 : end]
+        lines, used = [], []
+        for offset in range(1, 6):
+            session = window.index[offset]
+            items = self.news_by_session.get(session)
+            headlines = []
+            if items is not None:
+                for item in items.head(self.max_headlines).itertuples():
+                    headlines.append(self.text(item.text))
+                    used.append({"id": str(item.id), "visible_at": item.visible_at.isoformat()})
+            label = f"day {offset - 5}" if self.anonymize else str(session.date())
+            lines.append(self.line(label, window.iloc[offset], window["close"].iloc[offset - 1], headlines))
+        subject = "" if self.anonymize else f"Stock: {self.ticker}\n"
+        data = subject + "\n".join(lines) + f"\n{QUESTION}"
+        return RouterInput(date=date, prompt=f"{INSTRUCTIONS}\n\n{data}", data=data, news=used)
+
+
+class LLMoEStrategy(LearnedAllInAllOut):
+    name = "llmoe"
+    summary = "LLMoE: a language-model router picks an optimistic or pessimistic expert; All-in All-out."
+    params = (
+        Param("router", str, "minilm", "model spec (minilm, hf:<id or dir>, openai:<url>#<model>) or an ablation: "
+              "random, always-optimistic, always-pessimistic, oracle (look-ahead upper bound)"),
+        Param("router_reasons", bool, False, "also generate a one-sentence reason per decision (models that can generate)"),
+        Param("anonymize", bool, False, "prompts without ticker or company name, with relative dates"),
+        Param("max_headlines", int, 5, "headlines shown per session", minimum=0),
+        Param("min_expert_days", int, 50, "an expert with fewer training days is trained on all of them", minimum=1),
+        *LEARNING_PARAMS,
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        router = self.settings["router"]
+        if router not in ABLATION_ROUTERS and router != "minilm" and not router.startswith(("hf:", "openai:")):
+            raise TradesimError(
+                f"--router {router!r}: expected a model spec (minilm, hf:<id or dir>, openai:<url>#<model>) "
+                f"or one of {', '.join(ABLATION_ROUTERS)}"
+            )
+        self.model = None
+        self.future_close: pd.Series | None = None
+        if self.looks_ahead:
+            self.note("ORACLE ROUTER: labels come from the realized next move (look-ahead); an upper bound, not a strategy")
+
+    @property
+    def looks_ahead(self) -> bool:
+        return self.settings["router"] == "oracle"
+
+    def reveal_future(self, data) -> None:
+        self.future_close = data.bars["close"][self.ticker].dropna()
+
+    def router_model(self):
+        if self.model is None:
+            from tradesim.llm import load_model
+
+            options: dict[str, Any] = {}
+            if self.settings["router"].startswith("hf:"):
+                options["device"] = self.runtime.device
+            self.model = load_model(
+                self.settings["router"],
+                cache_mode=self.runtime.llm_cache,
+                cache_path=self.runtime.llm_cache_path,
+                progress=self.runtime.progress,
+                **options,
+            )
+        return self.model
+
+    def route(self, inputs: list[RouterInput]) -> np.ndarray:
+        """Probability of Optimistic for each input."""
+        router = self.settings["router"]
+        if router == "always-optimistic":
+            return np.ones(len(inputs))
+        if router == "always-pessimistic":
+            return np.zeros(len(inputs))
+        if router == "random":
+            return np.array([np.random.default_rng([self.seed, item.date.toordinal()]).uniform() for item in inputs])
+        if router == "oracle":
+            following = self.future_close.shift(-1)
+            return np.array([float(following.get(item.date, np.nan) > self.future_close[item.date]) for item in inputs])
+        model = self.router_model()
+        texts = [item.prompt if model.reads_instructions else item.data for item in inputs]
+        return model.choose(texts, OPTIONS, DESCRIPTIONS)[:, 0]
+
+    def reasons(self, inputs: list[RouterInput], optimistic: np.ndarray) -> list[str]:
+        labels = [OPTIONS[0] if p >= 0.5 else OPTIONS[1] for p in optimistic]
+        router = self.settings["router"]
+        if router in ABLATION_ROUTERS:
+            return [f"{router} router" for _ in inputs]
+        model = self.router_model()
+        if not model.can_generate:
+            return [
+                f"{label}: closest to the {label.lower()} description (similarity softmax {max(p, 1 - p):.2f}); {router} cannot explain"
+                for label, p in zip(labels, optimistic)
+            ]
+        requests = [f"{item.prompt} {label}\n{REASON_REQUEST}" for item, label in zip(inputs, labels)]
+        return model.generate(requests, max_new_tokens=40)
+
+    def fit(self, view: MarketView) -> None:
+        rows, labels = self.training_rows(view)
+        self.input_columns = rows.columns
+        prompts = RouterPrompts(view, self.ticker, self.settings["anonymize"], self.settings["max_headlines"])
+        inputs = [prompts.at(date) for date in rows.index]
+        if self.settings["router"] == "oracle":
+            optimistic = labels.astype(float)  # the training labels are the realized next moves
+        else:
+            optimistic = self.route(inputs)
+        chosen = np.where(optimistic >= 0.5, OPTIONS[0], OPTIONS[1])
+        self.experts = {}
+        self.training_days = {}
+        for offset, label in enumerate(OPTIONS):
+            mine = chosen == label
+            self.training_days[label] = int(mine.sum())
+            if mine.sum() < self.settings["min_expert_days"]:
+                self.note(
+                    f"the router labelled only {int(mine.sum())} training days {label}: that expert is trained on all "
+                    f"{len(rows)} training days"
+                )
+                mine = np.ones(len(rows), dtype=bool)
+            self.experts[label] = self.train(rows[mine], labels[mine], seed_offset=offset)
+
+    def decide(self, view: MarketView) -> Decision:
+        return self.decide_batch([view])[0]
+
+    def decide_batch(self, views: list[MarketView]) -> list[Decision]:
+        settings = self.settings
+        inputs = [RouterPrompts(v, self.ticker, settings["anonymize"], settings["max_headlines"]).at(v.date) for v in views]
+        ready = [i for i, item in enumerate(inputs) if item is not None]
+        optimistic = np.full(len(views), np.nan)
+        optimistic[ready] = self.route([inputs[i] for i in ready])
+        reasons: dict[int, str] = {}
+        if settings["router_reasons"] and ready:
+            reasons = dict(zip(ready, self.reasons([inputs[i] for i in ready], optimistic[ready])))
+        decisions = []
+        for index, view in enumerate(views):
+            window = self.current_window(view)
+            item = inputs[index]
+            if item is None or window is None or not np.isfinite(optimistic[index]):
+                decisions.append(self.trade(None, {"router": settings["router"], "router_label": None}, "expert_probability"))
+                continue
+            label = OPTIONS[0] if optimistic[index] >= 0.5 else OPTIONS[1]
+            log = {
+                "router": settings["router"],
+                "router_label": label,
+                "router_probability": float(max(optimistic[index], 1 - optimistic[index])),
+                "reason": reasons.get(index),
+                "news": item.news,
+                "expert": label,
+                "prompt": item.prompt,
+            }
+            if self.looks_ahead:
+                log["look_ahead"] = True
+            probability = float(self.experts[label].predict(window)[0])
+            decisions.append(self.trade(probability, log, "expert_probability"))
+        return decisions
+
+    def models(self) -> list[dict[str, Any]]:
+        return [self.model.describe()] if self.model is not None else []
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "router_template": {"version": ROUTER_TEMPLATE_VERSION, "sha256": TEMPLATE_SHA256},
+            "expert_training_days": getattr(self, "training_days", {}),
+            "look_ahead": self.looks_ahead,
+        }

@@ -1,0 +1,1 @@
+"""Torch modules shared by strategies (experts, gates) and their trainer. Device-aware."""
