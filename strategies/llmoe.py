@@ -126,8 +126,10 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     def validate(self) -> None:
         super().validate()
+        from tradesim.llm.model import BACKENDS
+
         router = self.settings["router"]
-        if router not in ABLATION_ROUTERS and router != "minilm" and not router.startswith(("hf:", "openai:")):
+        if router not in ABLATION_ROUTERS and router.partition(":")[0] not in BACKENDS:
             raise TradesimError(
                 f"--router {router!r}: expected a model spec (minilm, hf:<id or dir>, openai:<url>#<model>) "
                 f"or one of {', '.join(ABLATION_ROUTERS)}"

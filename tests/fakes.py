@@ -1,0 +1,35 @@
+"""A deterministic fake language-model backend for plumbing tests."""
+
+import hashlib
+
+import numpy as np
+
+from tradesim.llm.base import Backend, Choice, Generation, normalized
+
+
+class FakeBackend(Backend):
+    """Probabilities from a hash of the prompt; counts what reaches it."""
+
+    def __init__(self, spec="fake:1", fail_after=None):
+        self.spec = spec
+        self.calls = []
+        self.fail_after = fail_after
+
+    @property
+    def fingerprint(self):
+        return f"fake-fingerprint-{self.spec}"
+
+    def choose_batch(self, prompts, options, descriptions):
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls.append(list(prompts))
+        result = []
+        for prompt in prompts:
+            seed = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16)
+            scores = np.random.default_rng(seed).normal(size=len(options))
+            result.append(Choice(probabilities=normalized(scores).tolist(), prompt_tokens=len(prompt.split())))
+        return result
+
+    def generate_batch(self, prompts, max_new_tokens):
+        self.calls.append(list(prompts))
+        return [Generation(text=prompt[::-1][:max_new_tokens], prompt_tokens=3, completion_tokens=max_new_tokens) for prompt in prompts]
