@@ -162,6 +162,9 @@ def test_router_ablations_and_oracle_flags(market, tmp_path):
     run_cli(*common, "--router", "always-optimistic", "--out", tmp_path / "opt")
     labels = {json.loads(line)["router_label"] for line in (tmp_path / "opt" / "decisions.jsonl").read_text().splitlines()}
     assert labels == {"Optimistic"}
+    # With one label only, the optimistic expert trains on every day with mlp's seed: the same run as mlp.
+    run_cli("--strategy", "mlp", *common[2:], "--out", tmp_path / "mlp")
+    assert (tmp_path / "mlp" / "equity.csv").read_bytes() == (tmp_path / "opt" / "equity.csv").read_bytes()
     run_cli(*common, "--router", "random", "--out", tmp_path / "r1")
     run_cli(*common, "--router", "random", "--out", tmp_path / "r2")
     assert (tmp_path / "r1" / "decisions.jsonl").read_bytes() == (tmp_path / "r2" / "decisions.jsonl").read_bytes()

@@ -71,6 +71,7 @@ def compare_runs(run_dirs) -> str:
     header = ["run", "strategy", *(label for _, label, _ in COMPARED)]
     table = []
     benchmark = None
+    periods = set()
     for run_dir in run_dirs:
         metrics = _read_json(Path(run_dir) / "metrics.json")
         run = _read_json(Path(run_dir) / "run.json")
@@ -83,6 +84,7 @@ def compare_runs(run_dirs) -> str:
             label += " [LOOK-AHEAD]"
         table.append([Path(run_dir).name, label, *(_cell(metrics.get(key), kind) for key, _, kind in COMPARED)])
         benchmark = benchmark or (metrics["benchmark"], metrics["period"])
+        periods.add((metrics["period"]["first_decision"], metrics["period"]["last_session"]))
     if benchmark is not None:
         block, period = benchmark
         table.append(["", block["name"], *(_cell(block.get(key), kind) for key, _, kind in COMPARED)])
@@ -91,4 +93,6 @@ def compare_runs(run_dirs) -> str:
     lines.insert(1, "-" * len(lines[0]))
     if benchmark is not None:
         lines.append(f"(benchmark of the first run, {benchmark[1]['first_decision']}..{benchmark[1]['last_session']})")
+    if len(periods) > 1:
+        lines.append("warning: the runs cover different periods; their metrics are not directly comparable")
     return "\n".join(lines)
