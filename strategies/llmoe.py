@@ -61,13 +61,14 @@ class RouterInput:
 class RouterPrompts:
     """Builds router inputs for any session of one view, from that view's bars and news only."""
 
-    def __init__(self, view: MarketView, ticker: str, anonymize: bool, max_headlines: int):
+    def __init__(self, view: MarketView, ticker: str, anonymize: bool, max_headlines: int, last: int | None = None):
+        """`last`: only the view's last sessions are needed (one decision: 6)."""
         self.ticker = ticker
         self.anonymize = anonymize
         self.max_headlines = max_headlines
         self.has_ohlc = view.has_ohlc
-        self.bars = view.ticker_bars(ticker)
-        news = view.news_for(ticker)
+        self.bars = view.ticker_bars(ticker, last)
+        news = view.news_for(ticker, last)
         self.news_by_session = {session: items for session, items in news.groupby("session", sort=False)} if len(news) else {}
         names = (ticker, *COMPANY_NAMES.get(ticker, ()))
         self.names = re.compile(r"\$?\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.IGNORECASE)
@@ -220,7 +221,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     def decide_batch(self, views: list[MarketView]) -> list[Decision]:
         settings = self.settings
-        inputs = [RouterPrompts(v, self.ticker, settings["anonymize"], settings["max_headlines"]).at(v.date) for v in views]
+        inputs = [RouterPrompts(v, self.ticker, settings["anonymize"], settings["max_headlines"], last=10).at(v.date) for v in views]
         ready = [i for i, item in enumerate(inputs) if item is not None]
         optimistic = np.full(len(views), np.nan)
         optimistic[ready] = self.route([inputs[i] for i in ready])

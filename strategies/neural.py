@@ -55,9 +55,7 @@ class LearnedAllInAllOut(Strategy):
 
     def feature_windows(self, view: MarketView, sessions: int | None = None) -> pd.DataFrame:
         """Flattened 5-session feature windows, one row per session of the view (the last `sessions`)."""
-        bars = view.ticker_bars(self.ticker)
-        if sessions is not None:
-            bars = bars.tail(sessions + HISTORY_NEEDED)
+        bars = view.ticker_bars(self.ticker, None if sessions is None else sessions + HISTORY_NEEDED)
         features = price_features(bars)
         if not view.has_ohlc:
             self.note(f"the data has closes only: the features {', '.join(OHLC_FEATURES)} are 0")

@@ -45,14 +45,20 @@ class MarketView:
     def field(self, name: str) -> pd.DataFrame:
         return self.bars[name]
 
-    def ticker_bars(self, ticker: str) -> pd.DataFrame:
-        """One ticker's bars (open, high, low, close, volume, raw_close) up to `date`, without empty rows."""
-        frame = pd.DataFrame({name: self.bars[name][ticker] for name in BAR_COLUMNS})
+    def ticker_bars(self, ticker: str, last: int | None = None) -> pd.DataFrame:
+        """One ticker's bars (open, high, low, close, volume, raw_close) up to `date`, without empty
+        rows; only the last `last` sessions of the view when given."""
+        start = 0 if last is None else max(0, len(self.sessions) - last)
+        frame = pd.DataFrame({name: self.bars[name][ticker].iloc[start:] for name in BAR_COLUMNS})
         return frame[frame["close"].notna()]
 
-    def news_for(self, ticker: str) -> pd.DataFrame:
-        """The ticker's visible news, each item with the `session` it first counts for."""
-        items = self.news[self.news["ticker"] == ticker]
+    def news_for(self, ticker: str, last: int | None = None) -> pd.DataFrame:
+        """The ticker's visible news, each item with the `session` it first counts for; only items
+        counting for the last `last` sessions when given."""
+        items = self.news
+        if last is not None and last < len(self.sessions):
+            items = items.iloc[int(items["visible_at"].searchsorted(self.cutoffs[-last - 1], side="right")) :]
+        items = items[items["ticker"] == ticker]
         first = self.cutoffs.searchsorted(items["visible_at"], side="right")
         return items.assign(session=self.sessions[first])
 

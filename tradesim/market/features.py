@@ -30,15 +30,29 @@ def price_features(bars: pd.DataFrame) -> pd.DataFrame:
     deviation of the 5..30-session moving averages of the adjusted close from it. Features a
     close-only source cannot give are 0.
     """
-    close = bars["close"]
-    features = pd.DataFrame(index=bars.index)
+    close = bars["close"].to_numpy(dtype=float)
+    columns: dict[str, np.ndarray] = {}
     for name, column in zip(OHLC_FEATURES, ("open", "high", "low")):
-        features[name] = (bars[column] / close - 1).fillna(0.0)
-    features["close_change"] = bars["raw_close"].pct_change()
-    features["adj_close_change"] = close.pct_change()
+        columns[name] = np.nan_to_num(bars[column].to_numpy(dtype=float) / close - 1, nan=0.0)
+    columns["close_change"] = _change(bars["raw_close"].to_numpy(dtype=float))
+    columns["adj_close_change"] = _change(close)
     for n in MOVING_AVERAGES:
-        features[f"ma{n}_deviation"] = close.rolling(n).mean() / close - 1
-    return features
+        columns[f"ma{n}_deviation"] = _trailing_mean(close, n) / close - 1
+    return pd.DataFrame(columns, index=bars.index)
+
+
+def _change(values: np.ndarray) -> np.ndarray:
+    change = np.full_like(values, np.nan)
+    change[1:] = values[1:] / values[:-1] - 1
+    return change
+
+
+def _trailing_mean(values: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the last n values (NaN until n are available)."""
+    mean = np.full_like(values, np.nan)
+    if len(values) >= n:
+        mean[n - 1 :] = np.lib.stride_tricks.sliding_window_view(values, n).mean(axis=1)
+    return mean
 
 
 def windows(features: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
