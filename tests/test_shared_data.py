@@ -66,3 +66,29 @@ def test_full_history_file_with_timestamp_column():
     splits = [str(d.date()) for d in data.details[ticker].adjustment_dates]
     assert {"2000-06-21", "2005-02-28", "2014-06-09", "2020-08-31"} <= set(splits)
     assert (data.bars["close"][ticker].pct_change().dropna().abs() < 0.6).all()
+
+
+def test_llmoe_on_stocknet_prices_and_tweets(tmp_path, monkeypatch):
+    """The issue's real-news run, on the offline router: tweets reach prompts, only once visible."""
+    import json
+
+    from click.testing import CliRunner
+
+    from tradesim.cli import main
+
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "backtest", "--strategy", "llmoe", "--ticker", "AAPL", "--data", str(STOCKNET / "price_raw"), "--news", str(STOCKNET / "tweets"),
+        "--start", "2014-01-01", "--end", "2015-12-31", "--train-end", "2015-06-30", "--epochs", "20", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
+    assert len(rows) == 129
+    assert sum(len(row["news"]) for row in rows) > 500
+    cutoff_utc = {"2015-07-01": "2015-07-01T20:00:00+00:00", "2015-12-01": "2015-12-01T21:00:00+00:00"}
+    for row in rows:
+        if row["date"] in cutoff_utc:
+            assert all(pd.Timestamp(item["visible_at"]) < pd.Timestamp(cutoff_utc[row["date"]]) for item in row["news"])
+    run = json.loads((out / "run.json").read_text())
+    assert run["llm"]["model_calls"] > 400 and run["data"]["news_items"] > 1000

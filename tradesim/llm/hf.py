@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Sequence
 
@@ -61,12 +62,28 @@ def weights_digest(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub (or the mirror in HF_ENDPOINT) answers a TCP connection at all."""
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        return False
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _load(target: str, loader, **kwargs):
-    """Load from the local files first; go to the hub only when it may be reachable."""
+    """Load from the local files first; go to the hub only when it is reachable."""
     try:
         return loader(target, local_files_only=True, **kwargs)
     except OSError as local_error:
-        if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        if not hub_reachable():
             reason = local_error
         else:
             try:
