@@ -17,7 +17,6 @@ from tradesim.cli import main
 from tradesim.config import resolve
 from tradesim.llm import model as model_module
 from tradesim.market import load_market_data
-from tradesim.market.calendar import decision_cutoffs
 from tradesim.market.features import FEATURE_NAMES, next_session_rise, price_features, windows
 
 FAST = ["--epochs", "3", "--patience", "2", "--hidden", "8"]
@@ -97,7 +96,7 @@ def test_llmoe_end_to_end_with_a_fake_router(market, tmp_path, fake_router):
     assert run["strategy"]["router_template"]["version"] == "llmoe-router/1"
     assert sum(run["strategy"]["expert_training_days"].values()) == 250 - 33 - 1
 
-    second = run_cli(*args, "--out", tmp_path / "again")
+    run_cli(*args, "--out", tmp_path / "again")
     rerun = json.loads((tmp_path / "again" / "run.json").read_text())
     assert rerun["llm"]["model_calls"] == 0 and rerun["llm"]["cache_hits"] == run["llm"]["model_calls"]
     assert (out / "decisions.jsonl").read_bytes() == (tmp_path / "again" / "decisions.jsonl").read_bytes()

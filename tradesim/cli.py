@@ -196,7 +196,7 @@ def cache_clear(model: str | None, cache_path: Path | None) -> None:
 @click.option("--ticker", help="Ticker (needed when the run has several).")
 def explain(run_dir: Path, day: str, ticker: str | None) -> None:
     """Show one decision: the prompt, the news used, what the router and experts said, the action."""
-    from tradesim.inspect import explain_decision
+    from tradesim.runs import explain_decision
 
     click.echo(explain_decision(run_dir, day, ticker))
 
@@ -205,6 +205,6 @@ def explain(run_dir: Path, day: str, ticker: str | None) -> None:
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 def compare(run_dirs: tuple[Path, ...]) -> None:
     """One metrics table across runs (e.g. LLMoE against its baselines)."""
-    from tradesim.inspect import compare_runs
+    from tradesim.runs import compare_runs
 
     click.echo(compare_runs(run_dirs))

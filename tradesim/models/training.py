@@ -66,7 +66,7 @@ def train_classifier(
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.float32)
     held_out = max(1, int(round(len(x) * validation_fraction))) if len(x) >= 10 else 0
-    train_x, train_y = x[: len(x) - held_out], y[: len(y) - held_out]
+    train_x = x[: len(x) - held_out]  # scaling is learned on the rows the network fits, not the held-out ones
     mean = train_x.mean(axis=0)
     scale = train_x.std(axis=0)
     scale[scale < 1e-12] = 1.0
