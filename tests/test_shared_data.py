@@ -9,7 +9,7 @@ import pytest
 from tradesim.market import load_market_data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not present")
+pytestmark = [pytest.mark.shared, pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not present")]
 STOCKNET = SHARED / "stocknet"
 SP500 = SHARED / "sp500"
 

@@ -45,3 +45,29 @@ def test_cache_downloads_only_the_missing_range(fake_yahoo, tmp_path):
 def test_unknown_yahoo_ticker_is_one_line(fake_yahoo):
     with pytest.raises(TradesimError, match="Yahoo returned no bars for NOPE"):
         load_market_data("yahoo", ["NOPE"], start="2019-03-01", end="2019-06-28")
+
+
+def test_yfinance_call_and_its_failures(monkeypatch, tmp_path):
+    """The real download function around a patched yfinance.download (still no network)."""
+    import logging
+
+    import yfinance
+
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    history = synthetic_bars(("MSFT",), sessions=30, seed=1, start="2021-01-04")["MSFT"]
+    history = history.assign(Date=pd.to_datetime(history["Date"])).set_index("Date")
+    calls = []
+
+    def download(ticker, **options):
+        calls.append((ticker, options))
+        if ticker == "DOWN":
+            logging.getLogger("yfinance").error("1 Failed download:\n['DOWN']: DNSError('Could not resolve host')")
+            return pd.DataFrame()
+        return history.copy()
+
+    monkeypatch.setattr(yfinance, "download", download)
+    data = load_market_data("yahoo", ["MSFT"], start="2021-01-04", end="2021-02-12")
+    assert data.has_ohlc and data.adjusted and len(data.sessions) == 30
+    assert calls[0][1]["auto_adjust"] is False and calls[0][1]["start"] == "2021-01-04"
+    with pytest.raises(TradesimError, match=r"download of DOWN .* failed: .*DNSError\('Could not resolve host'\)"):
+        load_market_data("yahoo", ["DOWN"], start="2021-01-04", end="2021-02-12")

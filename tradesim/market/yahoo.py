@@ -26,18 +26,38 @@ def tradesim_home() -> Path:
 
 def _download(ticker: str, start: date, end: date) -> pd.DataFrame:
     """Ask Yahoo for [start, end) of raw daily bars with an adjusted close. Tests replace this function."""
+    import logging
+    import warnings
+
     import yfinance
 
-    frame = yfinance.download(
-        ticker,
-        start=start.isoformat(),
-        end=end.isoformat(),
-        auto_adjust=False,
-        actions=False,
-        progress=False,
-        multi_level_index=False,
-        threads=False,
-    )
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            problems.append(record.getMessage())
+
+    problems: list[str] = []
+    logger = logging.getLogger("yfinance")
+    handler, propagate = Collect(level=logging.ERROR), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False  # failures are reported once, below, not as yfinance's own lines
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = yfinance.download(
+                ticker,
+                start=start.isoformat(),
+                end=end.isoformat(),
+                auto_adjust=False,
+                actions=False,
+                progress=False,
+                multi_level_index=False,
+                threads=False,
+            )
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    if frame.empty and problems:
+        raise RuntimeError(" ".join(problems[-1].split())[:240])
     return frame.reset_index()
 
 
