@@ -101,8 +101,10 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     config = dataclasses.replace(config, params=strategy_class.resolve_params(config.params))
 
     from tradesim.backtest import run_backtest
-    from tradesim.report import argv_of_process, default_run_dir, metrics_table, write_run_directory
+    from tradesim.report import argv_of_process, check_run_dir, default_run_dir, metrics_table, write_run_directory
 
+    if config.out:
+        check_run_dir(Path(config.out), overwrite)
     result = run_backtest(config, strategy_class, progress=True)
     out = Path(config.out) if config.out else default_run_dir(config.strategy, config.tickers)
     write_run_directory(result, out, argv=argv_of_process(), overwrite=overwrite)

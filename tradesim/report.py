@@ -197,11 +197,16 @@ def _llm_totals(models: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: round(sum(m[key] for m in models), 3) if key == "model_seconds" else sum(m[key] for m in models) for key in keys}
 
 
+def check_run_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an occupied --out before any work is done (and again before writing)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise TradesimError(f"--out {out}: already exists and is not empty (choose another directory or pass --overwrite)")
+
+
 def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
     """Write every file of the run directory, atomically: all of it appears, or none."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise TradesimError(f"--out {out}: already exists and is not empty (choose another directory or pass --overwrite)")
+    check_run_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
