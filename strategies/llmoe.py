@@ -70,8 +70,9 @@ class RouterPrompts:
         self.bars = view.ticker_bars(ticker, last)
         news = view.news_for(ticker, last)
         self.news_by_session = {session: items for session, items in news.groupby("session", sort=False)} if len(news) else {}
-        names = (ticker, *COMPANY_NAMES.get(ticker, ()))
-        self.names = re.compile(r"\$?\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.IGNORECASE)
+        if anonymize:
+            names = (ticker, *COMPANY_NAMES.get(ticker, ()))
+            self.names = re.compile(r"\$?\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.IGNORECASE)
 
     def text(self, value: str) -> str:
         text = " ".join(str(value).split())[:HEADLINE_CHARS]
@@ -124,6 +125,8 @@ class LLMoEStrategy(LearnedAllInAllOut):
         Param("min_expert_days", int, 50, "an expert with fewer training days is trained on all of them", minimum=1),
         *LEARNING_PARAMS,
     )
+    model = None  # the router's LanguageModel, loaded on first use
+    future_close: pd.Series | None = None  # only for the oracle, from reveal_future
 
     def validate(self) -> None:
         super().validate()
@@ -135,8 +138,6 @@ class LLMoEStrategy(LearnedAllInAllOut):
                 f"--router {router!r}: expected a model spec (minilm, hf:<id or dir>, openai:<url>#<model>) "
                 f"or one of {', '.join(ABLATION_ROUTERS)}"
             )
-        self.model = None
-        self.future_close: pd.Series | None = None
         if self.looks_ahead:
             self.note("ORACLE ROUTER: labels come from the realized next move (look-ahead); an upper bound, not a strategy")
 

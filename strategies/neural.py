@@ -150,9 +150,7 @@ class MoEGateStrategy(MLPStrategy):
         window = self.current_window(view)
         if window is None:
             return self.trade(None, {})
-        classifier = self.classifier
-        probability = float(classifier.predict(window)[0])
-        scaled = torch.as_tensor((window.astype(np.float32) - classifier.mean) / classifier.scale, device=classifier.device)
+        probability = float(self.classifier.predict(window)[0])
         with torch.no_grad():
-            gate = classifier.network.gate_weights(scaled)[0].cpu().numpy()
+            gate = self.classifier.network.gate_weights(self.classifier.inputs(window))[0].cpu().numpy()
         return self.trade(probability, {"gate": [round(float(g), 6) for g in gate]})

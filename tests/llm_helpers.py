@@ -36,47 +36,35 @@ def build_tokenizer(chat: bool):
     return fast
 
 
-def save_tiny_llama(directory: Path, seed: int = 0) -> Path:
+def _save_tiny(directory: Path, seed: int, chat: bool, config_class, model_class, **shape) -> Path:
+    """A randomly initialised causal LM with the test tokenizer, saved as `from_pretrained` expects."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(chat=True)
-    config = LlamaConfig(
+    tokenizer = build_tokenizer(chat=chat)
+    config = config_class(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **shape,
     )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(directory)
+    model_class(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def save_tiny_llama(directory: Path, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _save_tiny(
+        directory, seed, True, LlamaConfig, LlamaForCausalLM,
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
 
 
 def save_tiny_gpt2(directory: Path, seed: int = 0) -> Path:
-    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer(chat=False)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        n_positions=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return _save_tiny(directory, seed, False, GPT2Config, GPT2LMHeadModel, n_embd=64, n_layer=2, n_head=4, n_positions=512)

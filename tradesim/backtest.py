@@ -35,8 +35,7 @@ class BacktestResult:
     decisions: list[dict[str, Any]]
     simulation: SimulationResult
     benchmark: SimulationResult
-    benchmark_name: str
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # metrics["benchmark"]["name"] says what the benchmark is
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -164,7 +163,6 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
         decisions=decisions,
         simulation=simulation,
         benchmark=benchmark,
-        benchmark_name=benchmark_name,
         metrics=metrics,
         notes=notes,
         timings={

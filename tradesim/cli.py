@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from tradesim.config import CACHE_MODES, FILL_MODES
 from tradesim.errors import TradesimError
 
 
@@ -64,7 +65,7 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @click.option("--start", help="First date of data to load (YYYY-MM-DD).")
 @click.option("--end", help="Last date of data to load (YYYY-MM-DD).")
 @click.option("--train-end", help="Learned parts fit strictly before this date; metrics cover the rest.")
-@click.option("--fill", type=click.Choice(["next-open", "next-close"]), help="Fill at the next session's open (default) or close.")
+@click.option("--fill", type=click.Choice(FILL_MODES), help="Fill at the next session's open (default) or close.")
 @click.option("--cost-bps", type=float, help="Commission in basis points of traded value.")
 @click.option("--slippage-bps", type=float, help="Slippage in basis points of the fill price.")
 @click.option("--capital", type=float, help="Starting capital (default 100000).")
@@ -72,7 +73,7 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @click.option("--cutoff", help="Decision cutoff for news, HH:MM America/New_York (default 16:00).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1 ... for models.")
-@click.option("--llm-cache", type=click.Choice(["readwrite", "readonly", "off"]), help="Language-model cache mode (default readwrite).")
+@click.option("--llm-cache", type=click.Choice(CACHE_MODES), help="Language-model cache mode (default readwrite).")
 @click.option("--out", help="Run directory (default runs/<UTC time>-<strategy>-<tickers>/).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file holding any of these options.")

@@ -20,6 +20,7 @@ top_k = 1
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,12 @@ from typing import Any
 from tradesim.errors import TradesimError
 
 FILL_MODES = ("next-open", "next-close")
-LLM_CACHE_MODES = ("readwrite", "readonly", "off")
+CACHE_MODES = ("readwrite", "readonly", "off")
+
+
+def tradesim_home() -> Path:
+    """Where tradesim keeps caches: $TRADESIM_HOME, default ~/.cache/tradesim."""
+    return Path(os.environ.get("TRADESIM_HOME") or Path.home() / ".cache" / "tradesim")
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,7 @@ class RunConfig:
         return values
 
 
-FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
-KEYS = tuple(FIELD_TYPES) + ("ticker",)
+KEYS = tuple(f.name for f in dataclasses.fields(RunConfig)) + ("ticker",)
 
 
 def _date(value: Any, key: str) -> str:
@@ -141,8 +146,8 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     config = RunConfig(**values, params=params)
     if config.fill not in FILL_MODES:
         raise TradesimError(f"fill: expected one of {', '.join(FILL_MODES)}, got {config.fill!r}")
-    if config.llm_cache not in LLM_CACHE_MODES:
-        raise TradesimError(f"llm_cache: expected one of {', '.join(LLM_CACHE_MODES)}, got {config.llm_cache!r}")
+    if config.llm_cache not in CACHE_MODES:
+        raise TradesimError(f"llm_cache: expected one of {', '.join(CACHE_MODES)}, got {config.llm_cache!r}")
     if config.cost_bps < 0 or config.slippage_bps < 0:
         raise TradesimError("cost_bps/slippage_bps: expected a number of basis points >= 0")
     if config.capital <= 0:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-FILL_MODES = ("next-open", "next-close")
+from tradesim.config import FILL_MODES
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,20 @@ RETURN_METRICS = (
 TRADING_METRICS = ("n_trades", "exposure", "turnover")
 
 
+PERCENT_METRICS = {"total_return", "annual_return", "annual_volatility", "max_drawdown", "exposure"}
+
+
+def format_metric(name: str, value) -> str:
+    """How tables show a metric: percentages, counts, or ratios with two decimals; None as n/a."""
+    if value is None:
+        return "n/a"
+    if name in PERCENT_METRICS:
+        return f"{value * 100:.2f}%"
+    if name == "n_trades":
+        return str(value)
+    return f"{value:.2f}"
+
+
 def _finite(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None

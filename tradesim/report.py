@@ -25,10 +25,9 @@ import pandas as pd
 
 from tradesim.backtest import BacktestResult
 from tradesim.errors import TradesimError
-from tradesim.metrics import RETURN_METRICS, TRADING_METRICS
+from tradesim.metrics import RETURN_METRICS, TRADING_METRICS, format_metric
 
 PACKAGES = ("tradesim", "pandas", "numpy", "vectorbt", "empyrical-reloaded", "click", "skfolio", "yfinance", "matplotlib")
-PERCENT_METRICS = {"total_return", "annual_return", "annual_volatility", "max_drawdown", "exposure"}
 
 
 def default_run_dir(strategy: str, tickers: tuple[str, ...]) -> Path:
@@ -62,19 +61,11 @@ def git_revision() -> dict[str, Any] | None:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def _format(name: str, value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if name in PERCENT_METRICS:
-        return f"{value * 100:.2f}%"
-    if name == "n_trades":
-        return str(value)
-    return f"{value:.2f}"
-
-
 def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     benchmark = metrics["benchmark"]
-    return [(name, _format(name, metrics[name]), _format(name, benchmark[name])) for name in (*RETURN_METRICS, *TRADING_METRICS)]
+    return [
+        (name, format_metric(name, metrics[name]), format_metric(name, benchmark[name])) for name in (*RETURN_METRICS, *TRADING_METRICS)
+    ]
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
@@ -95,7 +86,7 @@ def _plot_png(result: BacktestResult) -> bytes:
     equity, benchmark = result.simulation.equity, result.benchmark.equity
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(equity.index, equity.to_numpy(), label=result.strategy.name, color="#1f5fa8", linewidth=1.2)
-    top.plot(benchmark.index, benchmark.to_numpy(), label=result.benchmark_name, color="#888888", linewidth=1.0)
+    top.plot(benchmark.index, benchmark.to_numpy(), label=result.metrics["benchmark"]["name"], color="#888888", linewidth=1.0)
     top.set_ylabel("equity")
     if max(equity.max(), benchmark.max()) > 10 * min(equity.min(), benchmark.min()) > 0:
         top.set_yscale("log")
@@ -125,11 +116,11 @@ def _report_html(result: BacktestResult, png: bytes) -> str:
     facts = {
         "strategy": f"{result.strategy.name} {json.dumps(result.strategy.settings)}",
         "tickers": ", ".join(result.data.tickers),
-        "data": f"{config.data} (fingerprint {result.data.fingerprint()[:12]})",
+        "data": f"{config.data} (fingerprint {result.data.fingerprint[:12]})",
         "test period": f"{period['first_decision']} .. {period['last_session']} ({period['sessions']} sessions)",
         "fills": f"{result.fill}, commission {config.cost_bps:g} bps, slippage {config.slippage_bps:g} bps",
         "capital": f"{config.capital:,.2f}",
-        "benchmark": result.benchmark_name,
+        "benchmark": result.metrics["benchmark"]["name"],
     }
     fact_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in result.notes)
@@ -168,11 +159,11 @@ def _manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
             "train_end": None if result.train_end is None else str(result.train_end.date()),
             "first_decision": result.metrics["period"]["first_decision"],
             "last_session": result.metrics["period"]["last_session"],
-            "benchmark": result.benchmark_name,
+            "benchmark": result.metrics["benchmark"]["name"],
         },
         "data": {
             "source": data.source,
-            "fingerprint": data.fingerprint(),
+            "fingerprint": data.fingerprint,
             "tickers": list(data.tickers),
             "first_session": str(data.sessions[0].date()),
             "last_session": str(data.sessions[-1].date()),

@@ -9,15 +9,15 @@ from typing import Any
 from tradesim.errors import TradesimError
 
 COMPARED = (
-    ("total_return", "total return", "pct"),
-    ("annual_return", "annual return", "pct"),
-    ("sharpe", "Sharpe", "num"),
-    ("sortino", "Sortino", "num"),
-    ("calmar", "Calmar", "num"),
-    ("max_drawdown", "max drawdown", "pct"),
-    ("annual_volatility", "volatility", "pct"),
-    ("n_trades", "trades", "int"),
-    ("exposure", "exposure", "pct"),
+    ("total_return", "total return"),
+    ("annual_return", "annual return"),
+    ("sharpe", "Sharpe"),
+    ("sortino", "Sortino"),
+    ("calmar", "Calmar"),
+    ("max_drawdown", "max drawdown"),
+    ("annual_volatility", "volatility"),
+    ("n_trades", "trades"),
+    ("exposure", "exposure"),
 )
 
 
@@ -57,18 +57,10 @@ def explain_decision(run_dir: Path, day: str, ticker: str | None) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: Any, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "pct":
-        return f"{value * 100:.2f}%"
-    if kind == "int":
-        return str(value)
-    return f"{value:.2f}"
-
-
 def compare_runs(run_dirs) -> str:
-    header = ["run", "strategy", *(label for _, label, _ in COMPARED)]
+    from tradesim.metrics import format_metric
+
+    header = ["run", "strategy", *(label for _, label in COMPARED)]
     table = []
     benchmark = None
     periods = set()
@@ -82,12 +74,12 @@ def compare_runs(run_dirs) -> str:
             label += f" ({router})"
         if metrics.get("look_ahead"):
             label += " [LOOK-AHEAD]"
-        table.append([Path(run_dir).name, label, *(_cell(metrics.get(key), kind) for key, _, kind in COMPARED)])
+        table.append([Path(run_dir).name, label, *(format_metric(key, metrics.get(key)) for key, _ in COMPARED)])
         benchmark = benchmark or (metrics["benchmark"], metrics["period"])
         periods.add((metrics["period"]["first_decision"], metrics["period"]["last_session"]))
     if benchmark is not None:
         block, period = benchmark
-        table.append(["", block["name"], *(_cell(block.get(key), kind) for key, _, kind in COMPARED)])
+        table.append(["", block["name"], *(format_metric(key, block.get(key)) for key, _ in COMPARED)])
     widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) if i < 2 else str(cell).rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in [header, *table]]
     lines.insert(1, "-" * len(lines[0]))

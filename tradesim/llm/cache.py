@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tradesim.config import CACHE_MODES, tradesim_home
 from tradesim.errors import TradesimError
-
-CACHE_MODES = ("readwrite", "readonly", "off")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -38,8 +37,6 @@ CREATE TABLE IF NOT EXISTS usage (
 
 
 def default_cache_path() -> Path:
-    from tradesim.market.yahoo import tradesim_home
-
     return tradesim_home() / "llm-cache.sqlite"
 
 

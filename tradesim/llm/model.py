@@ -190,5 +190,4 @@ def load_model(
             f"model spec {spec!r}: expected hf:<hub id or local dir>, openai:<base url>#<model> or minilm"
         )
     backend = BACKENDS[kind](target, options)
-    backend.spec = spec
     return LanguageModel(backend, cache if cache is not None else DecisionCache(cache_path, cache_mode), progress)

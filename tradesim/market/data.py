@@ -103,6 +103,7 @@ class MarketData:
             cutoffs=self.cutoffs[:end],
         )
 
+    @cached_property
     def fingerprint(self) -> str:
         """sha256 of every bar and news item: two runs on equal inputs share it."""
         digest = hashlib.sha256()

@@ -10,18 +10,14 @@ from __future__ import annotations
 import json
 import os
 from datetime import date, timedelta
-from pathlib import Path
 
 import pandas as pd
 
+from tradesim.config import tradesim_home
 from tradesim.errors import TradesimError
 from tradesim.market.prices import TickerBars, bars_from_table
 
 DEFAULT_FIRST_DATE = date(1990, 1, 1)
-
-
-def tradesim_home() -> Path:
-    return Path(os.environ.get("TRADESIM_HOME") or Path.home() / ".cache" / "tradesim")
 
 
 def _download(ticker: str, start: date, end: date) -> pd.DataFrame:

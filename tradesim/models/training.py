@@ -37,11 +37,14 @@ class Classifier:
         self.device = device
         self.report = report
 
+    def inputs(self, x: np.ndarray) -> torch.Tensor:
+        """Rows scaled as in training, on the network's device."""
+        return torch.as_tensor((np.asarray(x, dtype=np.float32) - self.mean) / self.scale, device=self.device)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        inputs = torch.as_tensor((np.asarray(x, dtype=np.float32) - self.mean) / self.scale, device=self.device)
         self.network.eval()
         with torch.no_grad():
-            return self.network(inputs).sigmoid().cpu().numpy().astype(float)
+            return self.network(self.inputs(x)).sigmoid().cpu().numpy().astype(float)
 
 
 def train_classifier(
