@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from strategies.neural import LEARNING_PARAMS, LearnedAllInAllOut
 from tradesim.errors import TradesimError
+from tradesim.learned import LEARNING_PARAMS, LearnedAllInAllOut
 from tradesim.market.data import MarketView
+from tradesim.market.features import fill_to_fill_returns
+from tradesim.tickers import COMPANY_NAMES
 from tradesim.strategy import Decision, Param
 
-ROUTER_TEMPLATE_VERSION = "llmoe-router/1"
+ROUTER_TEMPLATE_VERSION = "llmoe-router/2"  # 2: prices as printed on each day
 INSTRUCTIONS = (
     "You are the router of a mixture of trading experts. Below are the last five trading sessions of one "
     "stock, oldest first: one line per session with its prices, its change from the previous close, and the "
@@ -38,14 +40,7 @@ DESCRIPTIONS = (
 TEMPLATE_SHA256 = hashlib.sha256("\n".join((ROUTER_TEMPLATE_VERSION, INSTRUCTIONS, QUESTION, REASON_REQUEST, *DESCRIPTIONS)).encode()).hexdigest()
 ABLATION_ROUTERS = ("random", "always-optimistic", "always-pessimistic", "oracle")
 HEADLINE_CHARS = 160
-COMPANY_NAMES = {
-    "AAPL": ("Apple",), "AMD": ("Advanced Micro Devices", "AMD"), "AMZN": ("Amazon",), "BAC": ("Bank of America",),
-    "BBY": ("Best Buy",), "CVX": ("Chevron",), "GE": ("General Electric",), "GOOG": ("Google", "Alphabet"),
-    "HD": ("Home Depot",), "JNJ": ("Johnson & Johnson",), "JPM": ("JPMorgan", "JP Morgan"), "KO": ("Coca-Cola", "Coke"),
-    "LLY": ("Eli Lilly", "Lilly"), "MRK": ("Merck",), "MSFT": ("Microsoft",), "PEP": ("PepsiCo", "Pepsi"),
-    "PFE": ("Pfizer",), "PG": ("Procter & Gamble", "P&G"), "RRC": ("Range Resources",), "UNH": ("UnitedHealth",),
-    "WMT": ("Walmart", "Wal-Mart"), "XOM": ("Exxon Mobil", "ExxonMobil", "Exxon"),
-}
+ORACLE_FLAG = "ORACLE ROUTER: labels come from the realized fill-to-fill move (look-ahead); an upper bound, not a strategy"
 
 
 @dataclass
@@ -78,16 +73,17 @@ class RouterPrompts:
         text = " ".join(str(value).split())[:HEADLINE_CHARS]
         return self.names.sub("the company", text) if self.anonymize else text
 
-    def line(self, label: str, bar: pd.Series, previous_close: float | None, headlines: list[str]) -> str:
+    def line(self, label: str, bar: pd.Series, previous_close: float, headlines: list[str]) -> str:
+        """One session as printed that day; the change from the previous printed close is
+        corrected only by this session's own split/dividend step, so no later event moves it."""
         if self.has_ohlc:
-            prices = f"open {bar['open']:.2f} high {bar['high']:.2f} low {bar['low']:.2f} close {bar['close']:.2f}"
+            prices = f"open {bar['raw_open']:.2f} high {bar['raw_high']:.2f} low {bar['raw_low']:.2f} close {bar['raw_close']:.2f}"
             if np.isfinite(bar["volume"]):
                 prices += f" volume {bar['volume']:,.0f}"
         else:
-            prices = f"close {bar['close']:.2f}"
-        if previous_close is not None:
-            change = bar["close"] / previous_close - 1
-            prices += f", {'up' if change >= 0 else 'down'} {abs(change):.2%}"
+            prices = f"close {bar['raw_close']:.2f}"
+        change = bar["raw_close"] * bar["adjustment_step"] / previous_close - 1
+        prices += f", {'up' if change >= 0 else 'down'} {abs(change):.2%}"
         news = " | ".join(headlines) if headlines else "no news"
         return f"{label}: {prices}; news: {news}"
 
@@ -107,7 +103,7 @@ class RouterPrompts:
                     headlines.append(self.text(item.text))
                     used.append({"id": str(item.id), "visible_at": item.visible_at.isoformat()})
             label = f"day {offset - 5}" if self.anonymize else str(session.date())
-            lines.append(self.line(label, window.iloc[offset], window["close"].iloc[offset - 1], headlines))
+            lines.append(self.line(label, window.iloc[offset], window["raw_close"].iloc[offset - 1], headlines))
         subject = "" if self.anonymize else f"Stock: {self.ticker}\n"
         data = subject + "\n".join(lines) + f"\n{QUESTION}"
         return RouterInput(date=date, prompt=f"{INSTRUCTIONS}\n\n{data}", data=data, news=used)
@@ -126,7 +122,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
         *LEARNING_PARAMS,
     )
     model = None  # the router's LanguageModel, loaded on first use
-    future_close: pd.Series | None = None  # only for the oracle, from reveal_future
+    future_returns: pd.Series | None = None  # only for the oracle, from reveal_future
 
     def validate(self) -> None:
         super().validate()
@@ -139,14 +135,19 @@ class LLMoEStrategy(LearnedAllInAllOut):
                 f"or one of {', '.join(ABLATION_ROUTERS)}"
             )
         if self.looks_ahead:
-            self.note("ORACLE ROUTER: labels come from the realized next move (look-ahead); an upper bound, not a strategy")
+            self.note(ORACLE_FLAG)
 
     @property
     def looks_ahead(self) -> bool:
         return self.settings["router"] == "oracle"
 
+    @property
+    def look_ahead_reason(self) -> str:
+        return ORACLE_FLAG
+
     def reveal_future(self, data) -> None:
-        self.future_close = data.bars["close"][self.ticker].dropna()
+        bars = data.view(data.sessions[-1]).ticker_bars(self.ticker)
+        self.future_returns = fill_to_fill_returns(bars, self.runtime.fill)
 
     def router_model(self):
         if self.model is None:
@@ -174,8 +175,8 @@ class LLMoEStrategy(LearnedAllInAllOut):
         if router == "random":
             return np.array([np.random.default_rng([self.seed, item.date.toordinal()]).uniform() for item in inputs])
         if router == "oracle":
-            following = self.future_close.shift(-1)
-            return np.array([float(following.get(item.date, np.nan) > self.future_close[item.date]) for item in inputs])
+            realized = self.future_returns.reindex([item.date for item in inputs]).to_numpy()
+            return np.where(np.isfinite(realized), (realized > 0).astype(float), np.nan)
         model = self.router_model()
         texts = [item.prompt if model.reads_instructions else item.data for item in inputs]
         return model.choose(texts, OPTIONS, DESCRIPTIONS)[:, 0]
@@ -215,7 +216,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
                     f"{len(rows)} training days"
                 )
                 mine = np.ones(len(rows), dtype=bool)
-            self.experts[label] = self.train(rows[mine], labels[mine], seed_offset=offset)
+            self.experts[label] = self.train(rows[mine], labels[mine], seed_offset=offset, role=f"{label.lower()} expert")
 
     def decide(self, view: MarketView) -> Decision:
         return self.decide_batch([view])[0]

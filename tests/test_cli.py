@@ -30,7 +30,7 @@ def test_momentum_on_the_sample_writes_a_complete_run_directory(tmp_path):
     result = invoke("backtest", "--strategy", "momentum", "--ticker", "MSFT", "--start", "2015-01-01", "--end", "2016-12-30", "--lookback", "10", "--out", out)
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == RUN_FILES
-    assert "sharpe" in result.output and "benchmark" in result.output and "fills next-close" in result.output
+    assert "sharpe" in result.output and "benchmark" in result.output and "fills next-open" in result.output
 
     metrics = json.loads((out / "metrics.json").read_text())
     equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
@@ -48,7 +48,7 @@ def test_momentum_on_the_sample_writes_a_complete_run_directory(tmp_path):
 
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["params"] == {"lookback": 10, "top_k": 1, "rebalance_every": 1, "short": False}
-    assert run["resolved"]["fill"] == "next-close"
+    assert run["resolved"]["fill"] == "next-open"
     assert len(run["data"]["fingerprint"]) == 64
     assert run["versions"]["vectorbt"] and run["versions"]["pandas"]
     assert "git" in run
@@ -163,9 +163,11 @@ def test_buy_and_hold_equals_its_benchmark(tmp_path, bars_dir):
 
 
 def test_data_show_and_strategies():
-    shown = invoke("data", "show", "--data", "sample", "--tickers", "MSFT,AAPL")
+    shown = invoke("data", "show", "--data", "sample-long", "--tickers", "MSFT,AAPL")
     assert shown.exit_code == 0
     assert "closes only" in shown.output and "MSFT" in shown.output and "8313" in shown.output
+    shown = invoke("data", "show", "--data", "sample", "--ticker", "MSFT")
+    assert "open/high/low/close" in shown.output and "504" in shown.output
     listed = invoke("strategies")
     assert "momentum:" in listed.output and "--lookback (int, default 20)" in listed.output and "signals:" in listed.output
 

@@ -9,25 +9,41 @@ from tradesim.engine import simulate
 
 
 def reference_equity(weights, close, open_, fill, cost_bps, slippage_bps, capital):
-    """Loop over sessions: rebalance to targets at fill prices (sells first, buys capped by cash)."""
+    """Loop over sessions: rebalance to targets at fill prices (sells first, buys capped by cash).
+
+    Orders for a ticker without a fill price are skipped; a ticker whose data ends before the data
+    does is sold at its last close, free of costs, before the next session's fills."""
     fees, slip = cost_bps / 1e4, slippage_bps / 1e4
     sessions = close.index
     first = sessions.get_loc(weights.index[0])
-    closes = close.to_numpy()[first:]
-    prices = (open_ if fill == "next-open" else close).to_numpy()[first:]
+    all_closes = close.to_numpy()
+    closes = all_closes[first:]
+    marks = np.nan_to_num(pd.DataFrame(all_closes).ffill().to_numpy()[first:])  # 0 before a listing
+    if fill == "next-open":
+        prices = np.where(np.isfinite(open_.to_numpy()), open_.to_numpy(), all_closes)[first:]
+    else:
+        prices = closes
+    offset = 0 if fill == "same-close" else 1
+    last_priced = {j: np.flatnonzero(np.isfinite(all_closes[:, j]))[-1] - first for j in range(close.shape[1])}
     targets = {}
     for date, row in weights.iterrows():
-        row_index = sessions.get_loc(date) - first + 1
+        row_index = sessions.get_loc(date) - first + offset
         if row_index < len(closes):
             targets[row_index] = row.reindex(close.columns).fillna(0.0).to_numpy()
     cash, shares = float(capital), np.zeros(close.shape[1])
     equity = []
     for i in range(len(closes)):
+        for j, last in last_priced.items():
+            if last == i - 1 and i - 1 + first < len(sessions) - 1:  # data ended at the last session
+                cash += shares[j] * marks[i - 1, j]
+                shares[j] = 0.0
         if i in targets:
             price = prices[i]
-            value = cash + np.sum(shares * price)
-            wanted = targets[i] * value / price - shares
-            for j in np.argsort(targets[i] * value - shares * price, kind="stable"):
+            priced = np.isfinite(price)
+            value = cash + np.sum(np.where(priced, shares * np.nan_to_num(price), shares * marks[i]))
+            wanted = np.where(priced, targets[i] * value / np.where(priced, price, 1.0) - shares, 0.0)
+            change = np.where(priced, targets[i] * value - shares * np.nan_to_num(price), 0.0)
+            for j in np.argsort(change, kind="stable"):
                 delta = wanted[j]
                 if abs(delta) <= 1e-12:
                     continue
@@ -40,7 +56,7 @@ def reference_equity(weights, close, open_, fill, cost_bps, slippage_bps, capita
                 else:
                     cash += -delta * price[j] * (1 - slip) * (1 - fees)
                 shares[j] += delta
-        equity.append(cash + np.sum(shares * closes[i]))
+        equity.append(cash + np.nansum(shares * marks[i]))
     return pd.Series(equity, index=sessions[first:])
 
 
@@ -53,7 +69,7 @@ def random_weights(index, tickers, rng, allow_short):
     return pd.DataFrame(rows, index=index, columns=list(tickers))
 
 
-@pytest.mark.parametrize("fill", ["next-open", "next-close"])
+@pytest.mark.parametrize("fill", ["next-open", "next-close", "same-close"])
 @pytest.mark.parametrize("cost_bps,slippage_bps", [(0, 0), (10, 0), (7.5, 4)])
 @pytest.mark.parametrize("allow_short", [False, True])
 def test_engine_matches_numpy_reference(fill, cost_bps, slippage_bps, allow_short):
@@ -66,7 +82,7 @@ def test_engine_matches_numpy_reference(fill, cost_bps, slippage_bps, allow_shor
     expected = reference_equity(weights, close, open_, fill, cost_bps, slippage_bps, 50_000)
     assert result.equity.index.equals(expected.index)
     np.testing.assert_allclose(result.equity.to_numpy(), expected.to_numpy(), rtol=1e-9)
-    assert result.equity.iloc[0] == 50_000
+    assert result.equity.iloc[0] == 50_000 or fill == "same-close"  # same-close pays costs on day one
 
 
 def test_all_in_all_out_single_ticker_matches_reference_and_counts_trades():
@@ -105,7 +121,7 @@ def test_costs_are_charged_on_traded_value():
     assert result.equity.iloc[-1] == pytest.approx(bought * 10 * 0.99)
 
 
-def test_ticker_without_price_yet_can_be_held_at_zero_weight():
+def test_orders_without_a_price_are_skipped_and_reported():
     frames = synthetic_bars(tickers=("A", "B"), sessions=60, seed=8)
     open_, close = price_frames(frames)
     close.iloc[:20, 1] = np.nan
@@ -114,5 +130,46 @@ def test_ticker_without_price_yet_can_be_held_at_zero_weight():
     weights.iloc[25:] = 0.5
     result = simulate(weights, close, open_)
     assert np.isfinite(result.equity).all()
-    with pytest.raises(ValueError, match="no price"):
-        simulate(pd.DataFrame({"A": [0.5], "B": [0.5]}, index=close.index[3:4]), close, open_)
+    early = simulate(pd.DataFrame({"A": [0.5, 0.5], "B": [0.5, 0.5]}, index=close.index[3:5]), close, open_)
+    assert list(early.skipped["ticker"]) == ["B", "B"] and list(early.skipped["date"]) == list(close.index[4:6])
+    assert set(early.trades["ticker"]) == {"A"}
+    expected = reference_equity(pd.DataFrame({"A": [0.5, 0.5], "B": [0.5, 0.5]}, index=close.index[3:5]), close, open_, "next-open", 0, 0, 100_000)
+    np.testing.assert_allclose(early.equity.to_numpy(), expected.to_numpy(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("fill", ["next-open", "next-close", "same-close"])
+def test_top_k_over_listings_and_delistings_matches_the_reference(fill):
+    """Tickers list late and delist early; top-2 weights keep pointing at them regardless."""
+    frames = synthetic_bars(tickers=("A", "B", "C", "D", "E"), sessions=200, seed=21)
+    open_, close = price_frames(frames)
+    for column, (listed, ended) in {"B": (40, None), "C": (None, 120), "D": (70, 150)}.items():
+        for frame in (open_, close):
+            if listed:
+                frame.iloc[:listed, frame.columns.get_loc(column)] = np.nan
+            if ended:
+                frame.iloc[ended + 1 :, frame.columns.get_loc(column)] = np.nan
+    rng = np.random.default_rng(4)
+    dates = close.index[10:195:5]
+    weights = pd.DataFrame(0.0, index=dates, columns=close.columns)
+    for date in dates:
+        weights.loc[date, rng.choice(close.columns, 2, replace=False)] = 0.5
+    result = simulate(weights, close, open_, fill=fill, cost_bps=5, slippage_bps=2, capital=10_000)
+    expected = reference_equity(weights, close, open_, fill, 5, 2, 10_000)
+    np.testing.assert_allclose(result.equity.to_numpy(), expected.to_numpy(), rtol=1e-9)
+    assert result.delisted == {"C": close.index[120], "D": close.index[150]}
+    closed = result.trades[result.trades["note"] == "delisted"]
+    assert set(closed["ticker"]) <= {"C", "D"} and len(closed) >= 1
+    for row in closed.itertuples():
+        assert row.date == result.delisted[row.ticker] and row.side == "sell" and row.fees == 0
+        assert row.price == close.loc[row.date, row.ticker]
+    assert (result.positions.loc[close.index[122]:, "C"] == 0).all()
+    assert not result.skipped.empty
+
+
+def test_same_close_fills_at_the_decision_close():
+    index = pd.bdate_range("2021-01-04", periods=4)
+    close = pd.DataFrame({"X": [10.0, 11.0, 12.0, 13.0]}, index=index)
+    result = simulate(pd.DataFrame({"X": [1.0]}, index=index[:1]), close, None, fill="same-close", capital=1000)
+    assert result.trades["price"].tolist() == [10.0] and result.trades["date"].tolist() == [index[0]]
+    assert result.equity.iloc[-1] == pytest.approx(1000 / 10.0 * 13.0)
+    assert result.unfilled.empty

@@ -17,7 +17,7 @@ from tradesim.cli import main
 from tradesim.config import resolve
 from tradesim.llm import model as model_module
 from tradesim.market import load_market_data
-from tradesim.market.features import FEATURE_NAMES, next_session_rise, price_features, windows
+from tradesim.market.features import FEATURE_NAMES, fill_to_fill_returns, llmoe_features, windows
 
 FAST = ["--epochs", "3", "--patience", "2", "--hidden", "8"]
 
@@ -65,16 +65,23 @@ def run_cli(*args):
 def test_features_and_windows():
     index = pd.bdate_range("2020-01-01", periods=40)
     close = pd.Series(np.linspace(10, 20, 40), index=index)
-    bars = pd.DataFrame({"open": close * 0.99, "high": close * 1.02, "low": close * 0.97, "close": close, "raw_close": close * 2})
-    features = price_features(bars)
+    raw = close * 2
+    bars = pd.DataFrame({"open": close * 0.99, "close": close, "raw_open": raw * 0.99, "raw_high": raw * 1.02, "raw_low": raw * 0.97, "raw_close": raw})
+    features = llmoe_features(bars)
     assert tuple(features.columns) == FEATURE_NAMES and len(FEATURE_NAMES) == 11
     assert features["open_to_close"].iloc[-1] == pytest.approx(-0.01) and features["high_to_close"].iloc[-1] == pytest.approx(0.02)
     assert features["ma5_deviation"].iloc[-1] == pytest.approx(close.iloc[-5:].mean() / close.iloc[-1] - 1)
     rows = windows(features)
     assert rows.shape[1] == 55 and rows.index[0] == index[33]  # 30-session average + 5-session window
     np.testing.assert_allclose(rows.iloc[-1].to_numpy()[-11:], features.iloc[-1].to_numpy())
-    assert next_session_rise(close).iloc[:-1].eq(1.0).all() and np.isnan(next_session_rise(close).iloc[-1])
-    close_only = price_features(bars.assign(open=np.nan, high=np.nan, low=np.nan))
+    at_close = fill_to_fill_returns(bars, "next-close")
+    np.testing.assert_allclose(at_close.iloc[:-2], close.iloc[2:].to_numpy() / close.iloc[1:-1].to_numpy() - 1)
+    assert at_close.iloc[-2:].isna().all()
+    at_open = fill_to_fill_returns(bars, "next-open")
+    np.testing.assert_allclose(at_open.iloc[:-2], bars["open"].iloc[2:].to_numpy() / bars["open"].iloc[1:-1].to_numpy() - 1)
+    same = fill_to_fill_returns(bars, "same-close")
+    np.testing.assert_allclose(same.iloc[:-1], close.iloc[1:].to_numpy() / close.iloc[:-1].to_numpy() - 1)
+    close_only = llmoe_features(bars.assign(raw_open=np.nan, raw_high=np.nan, raw_low=np.nan))
     assert (close_only[["open_to_close", "high_to_close", "low_to_close"]] == 0).all().all()
 
 
@@ -92,9 +99,9 @@ def test_llmoe_end_to_end_with_a_fake_router(market, tmp_path, fake_router):
     assert row["prompt"].startswith("You are the router") and "Stock: MSFT" in row["prompt"]
     assert row["weight"] in (0.0, 1.0) and row["action"] in ("buy", "sell", "hold")
     run = json.loads((out / "run.json").read_text())
-    assert run["llm"]["model_calls"] == 320 - 33 - 1 and run["llm"]["cache_hits"] == 0  # training days + test days
-    assert run["strategy"]["router_template"]["version"] == "llmoe-router/1"
-    assert sum(run["strategy"]["expert_training_days"].values()) == 250 - 33 - 1
+    assert run["llm"]["model_calls"] == 320 - 33 - 2 and run["llm"]["cache_hits"] == 0  # labelled training days + test days
+    assert run["strategy"]["router_template"]["version"] == "llmoe-router/2"
+    assert sum(run["strategy"]["expert_training_days"].values()) == 250 - 33 - 2  # next-open labels: the last two have none
 
     run_cli(*args, "--out", tmp_path / "again")
     rerun = json.loads((tmp_path / "again" / "run.json").read_text())
@@ -173,11 +180,10 @@ def test_router_ablations_and_oracle_flags(market, tmp_path):
     assert "LOOK-AHEAD" in (tmp_path / "oracle" / "report.html").read_text()
     rows = [json.loads(line) for line in (tmp_path / "oracle" / "decisions.jsonl").read_text().splitlines()]
     assert all(row.get("look_ahead") for row in rows if row["router_label"])
-    closes = load_market_data(bars, ["MSFT"]).bars["close"]["MSFT"]
-    for row in rows[:-1]:
-        day = pd.Timestamp(row["date"])
-        following = closes.iloc[closes.index.get_loc(day) + 1]
-        assert row["router_label"] == ("Optimistic" if following > closes[day] else "Pessimistic")
+    opens = load_market_data(bars, ["MSFT"]).bars["open"]["MSFT"]
+    for row in rows[:-2]:  # next-open fills: the oracle sees the move from the next open to the one after
+        at = opens.index.get_loc(pd.Timestamp(row["date"]))
+        assert row["router_label"] == ("Optimistic" if opens.iloc[at + 2] > opens.iloc[at + 1] else "Pessimistic")
 
     compared = CliRunner().invoke(main, ["compare", str(tmp_path / "opt"), str(tmp_path / "r1"), str(tmp_path / "oracle")])
     assert compared.exit_code == 0

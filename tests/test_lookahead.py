@@ -106,7 +106,7 @@ def test_view_holds_nothing_after_its_date(tmp_path):
     for date in data.sessions[::7]:
         view = data.view(date)
         assert view.sessions[-1] == date
-        assert all(frame.index.max() == date for frame in view.bars.values())
+        assert all(view.field(name).index.max() == date for name in ("open", "close", "raw_close", "volume"))
         assert (view.news["visible_at"] < view.cutoff).all()
         later = data.news[data.news["visible_at"] >= view.cutoff]
         assert not set(later["id"]) & set(view.news["id"])

@@ -58,11 +58,19 @@ def test_tickers_with_different_ranges_share_one_calendar(tmp_path, frames):
     assert data.bars["close"]["BBB"].iloc[:20].isna().all()
 
 
-def test_sample_is_real_closes_of_twenty_stocks():
+def test_sample_is_stocknet_ohlcv_with_tweets_and_sample_long_is_closes():
     data = load_market_data("sample", None)
-    assert len(data.tickers) == 20 and "MSFT" in data.tickers
-    assert data.sessions[0] == pd.Timestamp("1990-01-02") and data.sessions[-1] == pd.Timestamp("2022-12-28")
-    assert not data.has_ohlc
+    assert len(data.tickers) == 20 and {"MSFT", "AAPL"} <= set(data.tickers)
+    assert data.sessions[0] == pd.Timestamp("2014-01-02") and data.sessions[-1] == pd.Timestamp("2015-12-31")
+    assert data.has_ohlc and data.adjusted and len(data.sessions) == 504
+    assert set(data.news["ticker"]) == set(data.tickers) and len(data.news) > 20_000
+    per_day = data.news.groupby([data.news["ticker"], data.news["published_at"].dt.date]).size()
+    assert per_day.max() == 5
+    assert list(data.news.columns) == ["id", "ticker", "published_at", "visible_at", "text"]
+    long = load_market_data("sample-long", None)
+    assert len(long.tickers) == 20 and "MSFT" in long.tickers
+    assert long.sessions[0] == pd.Timestamp("1990-01-02") and long.sessions[-1] == pd.Timestamp("2022-12-28")
+    assert not long.has_ohlc and long.news.empty
 
 
 def _write(tmp_path, frame, name="AAA.csv"):

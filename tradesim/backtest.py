@@ -6,6 +6,7 @@ no particular strategy.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tradesim.config import RunConfig
+from tradesim.config import SAME_CLOSE_FLAG, RunConfig
 from tradesim.engine import SimulationResult, simulate
 from tradesim.errors import TradesimError
 from tradesim.market.data import MarketData, load_market_data
@@ -78,18 +79,31 @@ def _action(previous: float, weight: float) -> str:
     return "buy" if weight > previous else "sell"
 
 
+def benchmark_weights(close: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """Equal weight over the tickers priced at each session, rebalanced when one lists or its data
+    ends (from `first` to `last`)."""
+    window = close.loc[first:last]
+    priced = np.isfinite(window.to_numpy())
+    changed = np.r_[True, (priced[1:] != priced[:-1]).any(axis=1)]
+    rows = priced[changed].astype(float)
+    rows /= np.maximum(rows.sum(axis=1, keepdims=True), 1)
+    return pd.DataFrame(rows, index=window.index[changed], columns=close.columns)
+
+
 def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bool = True) -> BacktestResult:
     started = time.perf_counter()
-    runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
-    strategy = strategy_class(config.tickers, config.params, config.seed, runtime)
+    strategy = strategy_class(config.tickers, config.params, config.seed, Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress))
     np.random.seed(config.seed)
     data = load_market_data(config.data, config.tickers, config.start, config.end, config.news, config.cutoff)
     loaded = time.perf_counter()
-    notes: list[str] = []
+    notes: list[str] = list(data.notes)
     fill = config.fill
     if fill == "next-open" and not data.has_ohlc:
         fill = "next-close"
         notes.append("the data has closes only: orders fill at the next session's close")
+    if fill == "same-close":
+        notes.insert(0, SAME_CLOSE_FLAG)
+    strategy.runtime = dataclasses.replace(strategy.runtime, fill=fill)
     if strategy.looks_ahead:
         strategy.reveal_future(data)
     train_end, test = _test_sessions(data, strategy, config, notes)
@@ -126,12 +140,16 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
         notes.append(
             f"the decision of {simulation.unfilled[-1].date()} has no next session in the data: it is logged, not filled"
         )
-    first_priced = [t for t in data.tickers if np.isfinite(close[t].loc[dates[0]])]
-    benchmark_weights = pd.DataFrame(
-        [{t: (1.0 / len(first_priced) if t in first_priced else 0.0) for t in data.tickers}], index=dates[:1]
-    )
-    benchmark = simulate(benchmark_weights, close, open_, start=dates[0], **trading_costs)
+    benchmark = simulate(benchmark_weights(close, dates[0], test[-1]), close, open_, start=dates[0], **trading_costs)
     benchmark_name = f"buy-and-hold {data.tickers[0]}" if len(data.tickers) == 1 else "equal-weight buy-and-hold universe"
+    if not simulation.skipped.empty:
+        first = simulation.skipped.iloc[0]
+        notes.append(
+            f"{len(simulation.skipped)} orders had no fill price and were skipped (first: {first['ticker']} "
+            f"on {first['date'].date()}, weight {first['weight']:g})"
+        )
+    for ticker, last in simulation.delisted.items():
+        notes.append(f"{ticker}'s data ends on {last.date()}: any position was closed at that close (trades.csv note 'delisted')")
     simulated = time.perf_counter()
 
     def measure(result: SimulationResult) -> dict[str, Any]:
@@ -141,12 +159,15 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
         }
 
     notes.extend(strategy.notes)
+    flags = [text for text, flagged in ((strategy.look_ahead_reason, strategy.looks_ahead), (SAME_CLOSE_FLAG, fill == "same-close")) if flagged]
     metrics = {
         **measure(simulation),
         "benchmark": {"name": benchmark_name, **measure(benchmark)},
         "annualization": ANNUALIZATION,
         "risk_free": config.risk_free,
-        "look_ahead": strategy.looks_ahead,
+        "look_ahead": bool(flags),
+        "look_ahead_reasons": flags,
+        "fill": fill,
         "period": {
             "first_decision": str(dates[0].date()),
             "last_session": str(simulation.equity.index[-1].date()),

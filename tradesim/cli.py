@@ -60,12 +60,12 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @click.option("--strategy", help="Strategy name (see `tradesim strategies`).")
 @click.option("--ticker", help="One ticker.")
 @click.option("--tickers", help="Several tickers, comma-separated.")
-@click.option("--data", help="sample (default), yahoo, or a CSV/Parquet file or directory.")
+@click.option("--data", help="sample (default), sample-long, yahoo, or a CSV/Parquet file or directory.")
 @click.option("--news", help="News file or directory of per-ticker files (JSONL, CSV, Parquet).")
 @click.option("--start", help="First date of data to load (YYYY-MM-DD).")
 @click.option("--end", help="Last date of data to load (YYYY-MM-DD).")
 @click.option("--train-end", help="Learned parts fit strictly before this date; metrics cover the rest.")
-@click.option("--fill", type=click.Choice(FILL_MODES), help="Fill at the next session's open (default) or close.")
+@click.option("--fill", type=click.Choice(FILL_MODES), help="Fill at the next session's open (default) or close; same-close reproduces the papers (flagged).")
 @click.option("--cost-bps", type=float, help="Commission in basis points of traded value.")
 @click.option("--slippage-bps", type=float, help="Slippage in basis points of the fill price.")
 @click.option("--capital", type=float, help="Starting capital (default 100000).")
@@ -144,7 +144,7 @@ def data_group() -> None:
 
 
 @data_group.command("show")
-@click.option("--data", "source", default="sample", show_default=True, help="sample, yahoo, or a file or directory.")
+@click.option("--data", "source", default="sample", show_default=True, help="sample, sample-long, yahoo, or a file or directory.")
 @click.option("--ticker", help="One ticker (default: all in the source).")
 @click.option("--tickers", help="Several tickers, comma-separated.")
 @click.option("--start", help="First date (YYYY-MM-DD).")
@@ -156,8 +156,7 @@ def data_show(source: str, ticker: str | None, tickers: str | None, start: str |
 
     if ticker and tickers:
         raise TradesimError("--ticker and --tickers: give one of them, not both")
-    names = (ticker or tickers).split(",") if (ticker or tickers) else None
-    data = load_market_data(source, names, start, end)
+    data = load_market_data(source, ticker or tickers, start, end)
     click.echo(describe(data))
 
 

@@ -20,6 +20,7 @@ top_k = 1
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -27,8 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from tradesim.errors import TradesimError
+from tradesim.tickers import parse_tickers
 
-FILL_MODES = ("next-open", "next-close")
+FILL_MODES = ("next-open", "next-close", "same-close")
+SAME_CLOSE_FLAG = (
+    "SAME-CLOSE FILLS: each decision fills at the close of its own session, as a market-on-close order that "
+    "treats that close as known (the papers' convention); results are optimistic and not tradable as such"
+)
 CACHE_MODES = ("readwrite", "readonly", "off")
 
 
@@ -85,17 +91,9 @@ def _number(value: Any, key: str, kind: type) -> float | int:
         raise TradesimError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
     if kind is int and isinstance(value, float) and not value.is_integer():
         raise TradesimError(f"{key}: expected an integer, got {value!r}")
+    if not math.isfinite(number):
+        raise TradesimError(f"{key}: expected a finite number, got {value!r}")
     return number
-
-
-def _tickers(value: Any, key: str) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(t, str) for t in items):
-        raise TradesimError(f"{key}: expected ticker names like MSFT or A,B,C, got {value!r}")
-    tickers = tuple(dict.fromkeys(t.strip().upper() for t in items if t.strip()))
-    if not tickers:
-        raise TradesimError(f"{key}: expected at least one ticker")
-    return tickers
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -131,7 +129,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
         raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
     if "tickers" not in values:
         raise TradesimError("--ticker/--tickers: no ticker given")
-    values["tickers"] = _tickers(values["tickers"], "tickers")
+    values["tickers"] = parse_tickers(values["tickers"], "tickers")
     for key in ("start", "end", "train_end"):
         if values.get(key) is not None:
             values[key] = _date(values[key], key)

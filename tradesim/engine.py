@@ -5,13 +5,20 @@ Convention (the tests hold a plain numpy implementation of it):
 * A row of `weights` dated `d` is a rebalance decided after the close of session `d`: every
   ticker's position is set to that fraction of portfolio value (negative = short; a ticker missing
   from the row targets 0). Sessions without a row hold what they have.
-* It fills at the next session: at its open (`next-open`) or close (`next-close`). The portfolio
-  value used for sizing is cash plus positions marked at those fill prices.
+* It fills at the next session: at its open (`next-open`) or close (`next-close`); `same-close`
+  (the papers' convention, flagged in every output) fills at the close of `d` itself, as a
+  market-on-close order that treats that close as known. The portfolio value used for sizing is
+  cash plus positions marked at those fill prices.
 * Sells execute before buys; a buy is limited to the cash available (no leverage beyond what short
   sales bring in). Fractional shares.
 * Commission is `cost_bps` of traded value; slippage moves the fill price by `slippage_bps`
   against the trader.
-* Equity is cash plus positions marked at each session's close.
+* An order for a ticker without a price at its fill session (not listed yet, delisted, halted) is
+  skipped and reported. A ticker whose data ends before the data does is closed at its last close,
+  free of costs, and the cash is there for the next fills (the close-out is a row of `trades`
+  dated its last session, with note `delisted`).
+* Equity is cash plus positions marked at each session's close (a ticker without a price that
+  session at its last known close).
 """
 
 from __future__ import annotations
@@ -23,18 +30,36 @@ import pandas as pd
 
 from tradesim.config import FILL_MODES
 
+DELISTED = "delisted"
+
 
 @dataclass(frozen=True)
 class SimulationResult:
     equity: pd.Series  # portfolio value at each session's close, from the first decision date
     positions: pd.DataFrame  # shares held at each close
-    trades: pd.DataFrame  # one row per fill: date, ticker, side, shares, price, value, fees
+    trades: pd.DataFrame  # one row per fill: date, ticker, side, shares, price, value, fees, note
     gross_exposure: pd.Series  # sum of |position value| / equity at each close
-    unfilled: pd.DatetimeIndex  # decisions with no next session to fill at (the newest ones)
+    unfilled: pd.DatetimeIndex  # decisions with no session to fill at (the newest ones)
+    skipped: pd.DataFrame  # orders without a fill price: date (fill session), ticker, weight
+    delisted: dict[str, pd.Timestamp]  # ticker -> last session, for tickers whose data ends early
 
     @property
     def returns(self) -> pd.Series:
         return self.equity.pct_change().iloc[1:]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Decisions placed on their fill sessions: arrays sessions x tickers from the first decision."""
+
+    targets: np.ndarray  # NaN where no order is sent
+    fill_prices: np.ndarray
+    valuation: np.ndarray  # closes, carried forward over sessions without a price
+    free: np.ndarray  # True where an order is a delisting close-out (no costs)
+    sessions: pd.DatetimeIndex
+    unfilled: pd.DatetimeIndex
+    skipped: pd.DataFrame
+    delisted: dict[str, pd.Timestamp]
 
 
 def fill_schedule(
@@ -43,13 +68,9 @@ def fill_schedule(
     close: pd.DataFrame,
     fill: str,
     start: pd.Timestamp | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DatetimeIndex, pd.DatetimeIndex]:
-    """Place each decision's targets on its fill session.
-
-    Returns (targets, fill prices, valuation closes, sessions, unfilled decisions), all arrays
-    sessions x tickers from `start` (default: the first decision). Targets are NaN where no order
-    is sent.
-    """
+) -> Schedule:
+    """Place each decision's targets on its fill session, skip orders without a price, and add
+    the close-outs of tickers whose data ends."""
     if fill not in FILL_MODES:
         raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
     sessions_all = close.index
@@ -65,7 +86,7 @@ def fill_schedule(
         raise ValueError("start is after the first decision")
     sessions = sessions_all[first:]
     close_values = close.to_numpy(dtype=float)[first:]
-    valuation = pd.DataFrame(close_values).ffill().to_numpy()
+    valuation = pd.DataFrame(close.to_numpy(dtype=float)).ffill().to_numpy()[first:]
     if fill == "next-open":
         if open_ is None:
             raise ValueError("next-open fills need open prices")
@@ -74,18 +95,27 @@ def fill_schedule(
     else:
         fill_prices = close_values.copy()
 
-    fill_rows = decision_positions - first + 1
+    fill_rows = decision_positions - first + (0 if fill == "same-close" else 1)
     fillable = fill_rows < len(sessions)
     targets = np.full(close_values.shape, np.nan)
     targets[fill_rows[fillable]] = weights.to_numpy(dtype=float)[fillable]
-    unpriced = np.isfinite(targets) & (targets != 0) & ~np.isfinite(fill_prices)
-    if unpriced.any():
-        row, col = np.argwhere(unpriced)[0]
-        raise ValueError(
-            f"weight {targets[row, col]:g} on {close.columns[col]} fills on {sessions[row].date()}, "
-            "where it has no price"
-        )
-    return targets, fill_prices, valuation, sessions, weights.index[~fillable]
+    unpriced = np.isfinite(targets) & ~np.isfinite(fill_prices)
+    rows, columns = np.nonzero(unpriced & (targets != 0))
+    skipped = pd.DataFrame({"date": sessions[rows], "ticker": close.columns[columns], "weight": targets[rows, columns]})
+    targets[unpriced] = np.nan
+
+    free = np.zeros(close_values.shape, dtype=bool)
+    delisted = {}
+    priced = np.isfinite(close.to_numpy(dtype=float))
+    last_priced = len(sessions_all) - 1 - np.argmax(priced[::-1], axis=0)
+    for column in np.flatnonzero(priced.any(axis=0) & (last_priced < len(sessions_all) - 1)):
+        row = last_priced[column] - first + 1  # the close-out is booked before the next fills
+        if 0 < row < len(sessions):
+            targets[row, column] = 0.0
+            fill_prices[row, column] = valuation[row - 1, column]
+            free[row, column] = True
+            delisted[str(close.columns[column])] = sessions[row - 1]
+    return Schedule(targets, fill_prices, valuation, free, sessions, weights.index[~fillable], skipped, delisted)
 
 
 def simulate(
@@ -102,18 +132,18 @@ def simulate(
     """Simulate target weights (decision dates x tickers) over sessions x tickers prices."""
     import vectorbt as vbt
 
-    targets, fill_prices, valuation, sessions, unfilled = fill_schedule(weights, open_, close, fill, start)
-    tickers = close.columns
+    schedule = fill_schedule(weights, open_, close, fill, start)
+    sessions, tickers = schedule.sessions, close.columns
     # Leading sessions before a ticker's first price: value with any finite number (positions are 0).
-    marks = np.where(np.isfinite(valuation), valuation, 1.0)
+    marks = np.where(np.isfinite(schedule.valuation), schedule.valuation, 1.0)
     portfolio = vbt.Portfolio.from_orders(
         close=pd.DataFrame(marks, index=sessions, columns=tickers),
-        size=targets,
+        size=schedule.targets,
         size_type="targetpercent",
-        price=fill_prices,
+        price=np.where(np.isfinite(schedule.fill_prices), schedule.fill_prices, marks),
         direction="both",
-        fees=cost_bps / 1e4,
-        slippage=slippage_bps / 1e4,
+        fees=np.where(schedule.free, 0.0, cost_bps / 1e4),
+        slippage=np.where(schedule.free, 0.0, slippage_bps / 1e4),
         init_cash=capital,
         cash_sharing=True,
         group_by=True,
@@ -126,23 +156,27 @@ def simulate(
     return SimulationResult(
         equity=equity,
         positions=positions,
-        trades=_trades(portfolio.orders.values, sessions, tickers),
+        trades=_trades(portfolio.orders.values, sessions, tickers, schedule.free),
         gross_exposure=exposure.rename("gross_exposure"),
-        unfilled=unfilled,
+        unfilled=schedule.unfilled,
+        skipped=schedule.skipped,
+        delisted=schedule.delisted,
     )
 
 
-def _trades(records: np.ndarray, sessions: pd.DatetimeIndex, tickers: pd.Index) -> pd.DataFrame:
+def _trades(records: np.ndarray, sessions: pd.DatetimeIndex, tickers: pd.Index, free: np.ndarray) -> pd.DataFrame:
     shares = records["size"]
     price = records["price"]
+    closed_out = free[records["idx"], records["col"]]
     return pd.DataFrame(
         {
-            "date": sessions[records["idx"]],
+            "date": sessions[records["idx"] - closed_out.astype(int)],
             "ticker": np.asarray(tickers)[records["col"]],
             "side": np.where(records["side"] == 0, "buy", "sell"),
             "shares": shares,
             "price": price,
             "value": shares * price,
             "fees": records["fees"],
+            "note": np.where(closed_out, DELISTED, ""),
         }
     )

@@ -134,7 +134,8 @@ td, th {{ padding: 4px 12px; border-bottom: 1px solid #ddd; text-align: left; }}
 td:nth-child(n+2) {{ text-align: right; font-variant-numeric: tabular-nums; }}
 img {{ max-width: 100%; }}
 </style></head><body>
-<h1>{html.escape(result.strategy.name)} on {html.escape(", ".join(result.data.tickers))}{" — LOOK-AHEAD UPPER BOUND" if result.strategy.looks_ahead else ""}</h1>
+<h1>{html.escape(result.strategy.name)} on {html.escape(", ".join(result.data.tickers))}{" — LOOK-AHEAD" if result.metrics["look_ahead"] else ""}</h1>
+{"".join(f'<p style="color:#b00020"><strong>{html.escape(reason)}</strong></p>' for reason in result.metrics["look_ahead_reasons"])}
 <table>{fact_rows}</table>
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>strategy</th><th>benchmark</th></tr>
@@ -160,6 +161,7 @@ def _manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
             "first_decision": result.metrics["period"]["first_decision"],
             "last_session": result.metrics["period"]["last_session"],
             "benchmark": result.metrics["benchmark"]["name"],
+            "look_ahead": result.metrics["look_ahead_reasons"],
         },
         "data": {
             "source": data.source,

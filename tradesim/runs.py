@@ -53,7 +53,9 @@ def explain_decision(run_dir: Path, day: str, ticker: str | None) -> str:
         lines += ["", f"news used ({len(news)}):", *(f"  {item['id']} visible {item['visible_at']}" for item in news)]
     action = (row.pop("weight"), row.pop("action"))
     lines += ["", "outputs:", *(f"  {key}: {value}" for key, value in row.items())]
-    lines += ["", f"action: {action[1]} -> target weight {action[0]:g} (filled at the next session, {run['resolved']['fill']})"]
+    fill = run["resolved"]["fill"]
+    when = "at this session's close (same-close)" if fill == "same-close" else f"at the next session, {fill}"
+    lines += ["", f"action: {action[1]} -> target weight {action[0]:g} (filled {when})"]
     return "\n".join(lines)
 
 

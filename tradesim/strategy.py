@@ -8,6 +8,7 @@ log row per ticker (what the strategy saw and said), which becomes `decisions.js
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,6 +56,8 @@ class Param:
                     raise ValueError
             except (TypeError, ValueError):
                 raise TradesimError(f"{where}: expected {'an integer' if self.type is int else 'a number'}, got {value!r}") from None
+            if not math.isfinite(number):
+                raise TradesimError(f"{where}: expected a finite number, got {value!r}")
             if self.minimum is not None and number < self.minimum:
                 raise TradesimError(f"{where}: expected a value >= {self.minimum:g}, got {number}")
             return number
@@ -69,6 +72,7 @@ class Runtime:
     """Run-wide settings strategies with models need: where to compute, how to use the LLM cache."""
 
     device: str = "auto"
+    fill: str = "next-open"  # the fill convention in force: learned parts predict what it can earn
     llm_cache: str = "readwrite"
     llm_cache_path: str | None = None
     progress: bool = True
@@ -143,6 +147,11 @@ class Strategy(abc.ABC):
     def looks_ahead(self) -> bool:
         """True only for deliberate upper bounds (an oracle): the run is then flagged everywhere."""
         return False
+
+    @property
+    def look_ahead_reason(self) -> str:
+        """What looks ahead, in one line (printed and recorded when `looks_ahead`)."""
+        return f"strategy {self.name} looks ahead"
 
     def reveal_future(self, data: Any) -> None:
         """Called with the whole MarketData only when `looks_ahead` is True."""

@@ -1,8 +1,11 @@
 """MarketData (everything loaded, validated once) and MarketView (what is known at one decision).
 
-Strategies receive only views. A view is built by cutting the data at the decision date: bars up
-to and including the session, news visible before that session's cutoff. Nothing later is inside
-the view object at all, so look-ahead is impossible rather than merely forbidden.
+Strategies receive only views. A view is the data cut at the decision date: bars up to and
+including the session, news visible before that session's cutoff. Its adjusted prices are adjusted
+*as of that date* (prices as printed, continued backwards across the splits and dividends known by
+then; the last close is the printed close), so a split, a dividend or a restated history after the
+date changes nothing a view hands out. The arrays behind the data are read-only and every price a
+view computes is a fresh array: a strategy cannot alter what later views or the engine see.
 """
 
 from __future__ import annotations
@@ -18,72 +21,214 @@ import pandas as pd
 from tradesim.errors import TradesimError
 from tradesim.market.calendar import DEFAULT_CUTOFF, decision_cutoffs
 from tradesim.market.news import empty_news, load_news
-from tradesim.market.prices import BAR_COLUMNS, TickerBars, load_price_path, load_sample
+from tradesim.market.prices import PRINTED_COLUMNS, TickerBars, load_price_path, load_sample
+from tradesim.tickers import parse_tickers
+
+PRICE_FIELDS = ("open", "high", "low", "close")  # adjusted, as of the date they are read at
+FIELDS = (*PRICE_FIELDS, "volume", "raw_open", "raw_high", "raw_low", "raw_close", "adjustment_step")
+_KEY_SHIFT = 1 << 34  # news index key: ticker code * 2**34 + seconds since 1900 (good until 2444)
+_EPOCH_1900_S = 2_208_988_800
+
+
+def _sealed(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def _source(name: str) -> str:
+    if name not in FIELDS:
+        raise KeyError(f"unknown bar field {name!r} (fields: {', '.join(FIELDS)})")
+    return f"raw_{name}" if name in PRICE_FIELDS else name
+
+
+class NewsIndex:
+    """The news sorted by ticker, then visibility: each ticker's items are one contiguous block,
+    so the items visible in any window of sessions are found by binary search, for every ticker
+    at once. Market-wide items (no ticker) form one more block."""
+
+    def __init__(self, news: pd.DataFrame, tickers: tuple[str, ...]):
+        codes_of = {t: i for i, t in enumerate(tickers)}
+        self.market_code = len(tickers)
+        codes = np.array([self.market_code if pd.isna(t) else codes_of[t] for t in news["ticker"]], dtype=np.int64)
+        visible_ns = news["visible_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        order = np.lexsort((np.arange(len(news)), visible_ns, codes))
+        self.rows = _sealed(order)
+        self.keys = _sealed(codes[order] * _KEY_SHIFT + self._seconds(visible_ns[order]))
+        self.visible_ns = _sealed(visible_ns[order])
+        self.ids = _sealed(news["id"].to_numpy(dtype=object)[order])
+        self.texts = _sealed(news["text"].to_numpy(dtype=object)[order])
+        self.codes_of = codes_of
+
+    @staticmethod
+    def _seconds(instants_ns: np.ndarray) -> np.ndarray:
+        """Whole seconds since 1900: cutoffs are whole minutes, so `visible < cutoff` is unchanged."""
+        return np.floor_divide(instants_ns, 1_000_000_000) + _EPOCH_1900_S
+
+    def bounds(self, after_ns: int | None, before_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per ticker code (and the market block last): the slice of items visible at or after
+        `after_ns` (None: from the first) and strictly before `before_ns`."""
+        base = np.arange(self.market_code + 1, dtype=np.int64) * _KEY_SHIFT
+        stop = np.searchsorted(self.keys, base + self._seconds(np.int64(before_ns)), side="left")
+        first = base if after_ns is None else base + self._seconds(np.int64(after_ns))
+        return np.searchsorted(self.keys, first, side="left"), stop
 
 
 @dataclass(frozen=True)
-class MarketView:
-    """Bars and news as known after the close of `date`, before its decision cutoff."""
+class NewsWindow:
+    """The news items that count for the last sessions of one view, per ticker (binary-searched
+    slices of the news index; arrays are read-only)."""
 
-    date: pd.Timestamp
-    cutoff: pd.Timestamp
-    bars: dict[str, pd.DataFrame]
+    index: NewsIndex
+    starts: np.ndarray
+    stops: np.ndarray
     news: pd.DataFrame
-    tickers: tuple[str, ...]
-    has_ohlc: bool
-    cutoffs: pd.DatetimeIndex  # the decision cutoff of each session in the view
+    sessions: pd.DatetimeIndex
+    cutoffs: pd.DatetimeIndex
 
-    @property
-    def sessions(self) -> pd.DatetimeIndex:
-        return self.bars["close"].index
+    def _slice(self, ticker: str | None) -> slice:
+        code = self.index.market_code if ticker is None else self.index.codes_of[ticker]
+        return slice(int(self.starts[code]), int(self.stops[code]))
 
-    @property
-    def close(self) -> pd.DataFrame:
-        """Adjusted closes, sessions x tickers, up to and including `date`."""
-        return self.bars["close"]
+    def count(self, ticker: str | None) -> int:
+        part = self._slice(ticker)
+        return part.stop - part.start
 
-    def field(self, name: str) -> pd.DataFrame:
-        return self.bars[name]
+    def texts(self, ticker: str | None) -> np.ndarray:
+        """Texts of the ticker's items (None: market-wide items), oldest first."""
+        return self.index.texts[self._slice(ticker)]
 
-    def ticker_bars(self, ticker: str, last: int | None = None) -> pd.DataFrame:
-        """One ticker's bars (open, high, low, close, volume, raw_close) up to `date`, without empty
-        rows; only the last `last` sessions of the view when given."""
-        start = 0 if last is None else max(0, len(self.sessions) - last)
-        frame = pd.DataFrame({name: self.bars[name][ticker].iloc[start:] for name in BAR_COLUMNS})
-        return frame[frame["close"].notna()]
+    def ids(self, ticker: str | None) -> np.ndarray:
+        return self.index.ids[self._slice(ticker)]
 
-    def news_for(self, ticker: str, last: int | None = None) -> pd.DataFrame:
-        """The ticker's visible news, each item with the `session` it first counts for; only items
-        counting for the last `last` sessions when given."""
-        items = self.news
-        if last is not None and last < len(self.sessions):
-            items = items.iloc[int(items["visible_at"].searchsorted(self.cutoffs[-last - 1], side="right")) :]
-        items = items[items["ticker"] == ticker]
+    def visible_ns(self, ticker: str | None) -> np.ndarray:
+        return self.index.visible_ns[self._slice(ticker)]
+
+    def frame(self, ticker: str | None) -> pd.DataFrame:
+        """The items as a table, each with the `session` it first counts for."""
+        items = self.news.iloc[self.index.rows[self._slice(ticker)]].reset_index(drop=True)
         first = self.cutoffs.searchsorted(items["visible_at"], side="right")
         return items.assign(session=self.sessions[first])
 
 
-@dataclass(frozen=True)
+class MarketView:
+    """Bars and news as known after the close of `date`, before its decision cutoff."""
+
+    def __init__(self, data: MarketData, end: int):
+        self._data = data
+        self._end = end
+        self.date: pd.Timestamp = data.sessions[end - 1]
+        self.cutoff: pd.Timestamp = data.cutoffs[end - 1]
+        self.tickers = data.tickers
+        self.has_ohlc = data.has_ohlc
+
+    @property
+    def sessions(self) -> pd.DatetimeIndex:
+        return self._data.sessions[: self._end]
+
+    @property
+    def cutoffs(self) -> pd.DatetimeIndex:
+        """The decision cutoff (UTC) of each session in the view."""
+        return self._data.cutoffs[: self._end]
+
+    def window(self, name: str, last: int | None = None) -> np.ndarray:
+        """sessions x tickers of one field over the view's last `last` sessions (all when None).
+
+        `open, high, low, close` are adjusted as of the view's date (a fresh array); `raw_*` are
+        the prices as printed, `volume` as the source gives it and `adjustment_step` each session's
+        split/dividend step (read-only arrays)."""
+        start = 0 if last is None else max(0, self._end - last)
+        values = self._data.arrays[_source(name)][start : self._end]
+        if name not in PRICE_FIELDS:
+            return values
+        adjustment = self._data.arrays["adjustment"]
+        return values * (adjustment[start : self._end] / adjustment[self._end - 1])
+
+    def field(self, name: str, last: int | None = None) -> pd.DataFrame:
+        start = 0 if last is None else max(0, self._end - last)
+        return pd.DataFrame(self.window(name, last), index=self.sessions[start:], columns=pd.Index(self.tickers, name="ticker"))
+
+    @property
+    def close(self) -> pd.DataFrame:
+        """Closes adjusted as of the view's date, sessions x tickers."""
+        return self.field("close")
+
+    def ticker_bars(self, ticker: str, last: int | None = None) -> pd.DataFrame:
+        """One ticker's bars up to `date` (adjusted `open, high, low, close`, `volume`, the printed
+        `raw_*` prices, `adjustment_step`), without empty rows; only the last `last` sessions when given."""
+        column = self._data.tickers.index(ticker)
+        start = 0 if last is None else max(0, self._end - last)
+        arrays = self._data.arrays
+        scale = arrays["adjustment"][start : self._end, column] / arrays["adjustment"][self._end - 1, column]
+        columns = {name: arrays[_source(name)][start : self._end, column] * scale for name in PRICE_FIELDS}
+        columns.update({name: arrays[name][start : self._end, column].copy() for name in (*PRINTED_COLUMNS, "adjustment_step")})
+        frame = pd.DataFrame(columns, index=self.sessions[start:])[list(FIELDS)]
+        return frame[np.isfinite(columns["close"])]
+
+    def news_window(self, last: int | None = None) -> NewsWindow:
+        """The news counting for the view's last `last` sessions (all visible news when None)."""
+        data = self._data
+        after = None if last is None or last >= self._end else int(data.cutoffs.asi8[self._end - last - 1])
+        starts, stops = data.news_index.bounds(after, int(self.cutoff.value))
+        return NewsWindow(data.news_index, starts, stops, data.news, self.sessions, self.cutoffs)
+
+    def news_for(self, ticker: str, last: int | None = None) -> pd.DataFrame:
+        """The ticker's visible news, each item with the `session` it first counts for; only items
+        counting for the last `last` sessions when given. Market-wide items: `market_news`."""
+        return self.news_window(last).frame(ticker)
+
+    def market_news(self, last: int | None = None) -> pd.DataFrame:
+        """Visible items without a ticker (macro headlines, central-bank statements)."""
+        return self.news_window(last).frame(None)
+
+    @property
+    def news(self) -> pd.DataFrame:
+        """Every visible item (a copy), in the order it became visible."""
+        visible = int(self._data.news["visible_at"].searchsorted(self.cutoff, side="left"))
+        return self._data.news.iloc[:visible].copy()
+
+
+@dataclass(frozen=True, eq=False)
 class MarketData:
-    """Validated bars (field -> sessions x tickers, adjusted) and news for a set of tickers."""
+    """Validated bars and news for a set of tickers.
+
+    `arrays` (sessions x tickers, read-only) hold the printed prices, volume, each session's
+    `adjustment_step` and `adjustment`: the running product of the steps, so that printed price x
+    adjustment[t] / adjustment[d] is the price of session t adjusted as of session d.
+    """
 
     source: str
     tickers: tuple[str, ...]
-    bars: dict[str, pd.DataFrame]
+    sessions: pd.DatetimeIndex
+    arrays: dict[str, np.ndarray]
     news: pd.DataFrame
     has_ohlc: bool
     adjusted: bool
     cutoff: str = DEFAULT_CUTOFF
     details: dict[str, TickerBars] = field(default_factory=dict, repr=False)
-
-    @property
-    def sessions(self) -> pd.DatetimeIndex:
-        return self.bars["close"].index
+    notes: tuple[str, ...] = ()
 
     @cached_property
     def cutoffs(self) -> pd.DatetimeIndex:
         """The decision cutoff (UTC) of every session."""
         return decision_cutoffs(self.sessions, self.cutoff)
+
+    @cached_property
+    def news_index(self) -> NewsIndex:
+        return NewsIndex(self.news, self.tickers)
+
+    @cached_property
+    def bars(self) -> dict[str, pd.DataFrame]:
+        """Every field, sessions x tickers, prices adjusted as of the last session (what the engine
+        fills and values at). Read-only."""
+        last = MarketView(self, len(self.sessions))
+        return {name: pd.DataFrame(_sealed(np.array(last.window(name))), index=self.sessions, columns=pd.Index(self.tickers, name="ticker")) for name in FIELDS}
+
+    @cached_property
+    def last_sessions(self) -> dict[str, pd.Timestamp]:
+        """Each ticker's last session with a price."""
+        priced = np.isfinite(self.arrays["raw_close"])
+        last = len(self.sessions) - 1 - np.argmax(priced[::-1], axis=0)
+        return {t: self.sessions[i] for t, i in zip(self.tickers, last)}
 
     def view(self, as_of: pd.Timestamp) -> MarketView:
         """What is known after the close of session `as_of`."""
@@ -91,42 +236,26 @@ class MarketData:
         end = int(self.sessions.searchsorted(as_of, side="right"))
         if end == 0 or self.sessions[end - 1] != as_of:
             raise ValueError(f"{as_of.date()} is not a session of this data")
-        cutoff = self.cutoffs[end - 1]
-        visible = int(self.news["visible_at"].searchsorted(cutoff, side="left"))
-        return MarketView(
-            date=as_of,
-            cutoff=cutoff,
-            bars={name: frame.iloc[:end] for name, frame in self.bars.items()},
-            news=self.news.iloc[:visible],
-            tickers=self.tickers,
-            has_ohlc=self.has_ohlc,
-            cutoffs=self.cutoffs[:end],
-        )
+        return MarketView(self, end)
 
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 of every bar and news item: two runs on equal inputs share it."""
+        """sha256 of every printed price, adjustment and news item: two runs on equal inputs share it."""
         digest = hashlib.sha256()
         digest.update(",".join(self.tickers).encode())
         digest.update(self.sessions.asi8.tobytes())
-        for name in BAR_COLUMNS:
+        for name in (*PRINTED_COLUMNS, "adjustment_step"):
             digest.update(name.encode())
-            digest.update(np.ascontiguousarray(self.bars[name].to_numpy(dtype=float)).tobytes())
+            digest.update(np.ascontiguousarray(self.arrays[name]).tobytes())
         if not self.news.empty:
             digest.update(pd.util.hash_pandas_object(self.news, index=False).to_numpy().tobytes())
         return digest.hexdigest()
 
 
-def _parse_tickers(tickers) -> tuple[str, ...] | None:
-    if tickers is None:
-        return None
-    return tuple(dict.fromkeys(t.strip().upper() for t in tickers if t.strip()))
-
-
 def load_bars(source: str, tickers: tuple[str, ...] | None, start=None, end=None) -> dict[str, TickerBars]:
-    """Per-ticker validated bars from `sample`, `yahoo` or a path."""
-    if source == "sample":
-        return load_sample(tickers)
+    """Per-ticker validated bars from `sample`, `sample-long`, `yahoo` or a path."""
+    if source in ("sample", "sample-long"):
+        return load_sample(source, tickers)
     if source == "yahoo":
         from tradesim.market.yahoo import load_yahoo
 
@@ -138,6 +267,17 @@ def load_bars(source: str, tickers: tuple[str, ...] | None, start=None, end=None
     return load_price_path(Path(source), tickers)
 
 
+def _stack(frames: dict[str, pd.DataFrame], sessions: pd.DatetimeIndex) -> dict[str, np.ndarray]:
+    """Per-ticker frames -> sessions x tickers arrays, with the running adjustment product."""
+    arrays = {}
+    for name in (*PRINTED_COLUMNS, "adjustment_step"):
+        arrays[name] = np.column_stack([frame[name].reindex(sessions).to_numpy(dtype=float) for frame in frames.values()])
+    steps = arrays["adjustment_step"]
+    steps[0] = np.where(np.isfinite(steps[0]), 1.0, np.nan)  # the data starts here: nothing earlier to continue
+    arrays["adjustment"] = np.cumprod(np.nan_to_num(steps, nan=1.0), axis=0)
+    return {name: _sealed(array) for name, array in arrays.items()}
+
+
 def load_market_data(
     source: str,
     tickers,
@@ -147,7 +287,7 @@ def load_market_data(
     cutoff: str = DEFAULT_CUTOFF,
 ) -> MarketData:
     """Load, validate and cut to [start, end] the bars (and news) of the given tickers."""
-    wanted = _parse_tickers(tickers)
+    wanted = parse_tickers(tickers)
     start = None if start is None else pd.Timestamp(start)
     end = None if end is None else pd.Timestamp(end)
     if start is not None and end is not None and start > end:
@@ -163,25 +303,29 @@ def load_market_data(
             )
         frames[ticker] = bars
     order = tuple(frames)
-    bars = {
-        name: pd.concat({t: frames[t][name] for t in order}, axis=1).sort_index() for name in BAR_COLUMNS
-    }
-    for frame in bars.values():
-        frame.columns.name = "ticker"
+    sessions = pd.DatetimeIndex(sorted(set().union(*(frame.index for frame in frames.values()))), name="date")
+    notes = [note for item in loaded.values() for note in item.notes]
     news_items = empty_news()
+    if news is None and source == "sample":
+        from tradesim.market.prices import sample_news_path
+
+        news = str(sample_news_path())
     if news is not None:
-        news_items = load_news(Path(news), order)
-        last_cutoff = decision_cutoffs(bars["close"].index, cutoff)[-1]
-        news_items = news_items[news_items["visible_at"] < last_cutoff].reset_index(drop=True)
+        loaded_news = load_news(Path(news), order)
+        last_cutoff = decision_cutoffs(sessions, cutoff)[-1]
+        news_items = loaded_news.items[loaded_news.items["visible_at"] < last_cutoff].reset_index(drop=True)
+        notes.extend(loaded_news.notes)
     return MarketData(
         source=source,
         tickers=order,
-        bars=bars,
+        sessions=sessions,
+        arrays=_stack(frames, sessions),
         news=news_items,
         has_ohlc=all(item.has_ohlc for item in loaded.values()),
         adjusted=all(item.adjusted for item in loaded.values()),
         cutoff=cutoff,
         details=loaded,
+        notes=tuple(notes),
     )
 
 

@@ -1,7 +1,8 @@
-"""Daily price features for the learned experts (LLMoE's 11 features) and their 5-session windows.
+"""LLMoE's 11 daily price features and their 5-session windows; the return a fill can earn.
 
 Every feature of session t uses bars up to t only (rolling means look backwards), so a feature
-row is known after the close of t.
+row is known after the close of t. Ratios within a session use the printed prices; ratios across
+sessions use prices adjusted as of the view's date.
 """
 
 from __future__ import annotations
@@ -23,18 +24,19 @@ WINDOW = 5
 HISTORY_NEEDED = max(MOVING_AVERAGES) + WINDOW  # sessions of bars behind one complete window
 
 
-def price_features(bars: pd.DataFrame) -> pd.DataFrame:
-    """The 11 features per session from one ticker's bars (open, high, low, close, raw_close).
+def llmoe_features(bars: pd.DataFrame) -> pd.DataFrame:
+    """LLMoE's 11 features per session from one ticker's bars (`MarketView.ticker_bars`).
 
     open, high and low relative to the close; the raw and the adjusted close-to-close change; the
     deviation of the 5..30-session moving averages of the adjusted close from it. Features a
     close-only source cannot give are 0.
     """
     close = bars["close"].to_numpy(dtype=float)
+    raw_close = bars["raw_close"].to_numpy(dtype=float)
     columns: dict[str, np.ndarray] = {}
-    for name, column in zip(OHLC_FEATURES, ("open", "high", "low")):
-        columns[name] = np.nan_to_num(bars[column].to_numpy(dtype=float) / close - 1, nan=0.0)
-    columns["close_change"] = _change(bars["raw_close"].to_numpy(dtype=float))
+    for name, column in zip(OHLC_FEATURES, ("raw_open", "raw_high", "raw_low")):
+        columns[name] = np.nan_to_num(bars[column].to_numpy(dtype=float) / raw_close - 1, nan=0.0)
+    columns["close_change"] = _change(raw_close)
     columns["adj_close_change"] = _change(close)
     for n in MOVING_AVERAGES:
         columns[f"ma{n}_deviation"] = _trailing_mean(close, n) / close - 1
@@ -67,7 +69,21 @@ def windows(features: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
     return frame[np.isfinite(flat).all(axis=1)]
 
 
-def next_session_rise(close: pd.Series) -> pd.Series:
-    """1.0 where the adjusted close rises at the next session, 0.0 where not, NaN on the last session."""
-    following = close.shift(-1)
-    return (following > close).astype(float).where(following.notna())
+def fill_to_fill_returns(bars: pd.DataFrame, fill: str) -> pd.Series:
+    """Per decision session d: the return a position decided after d earns from its fill to the
+    next fill (adjusted prices). next-open: open of d+1 to open of d+2; next-close: close of d+1
+    to close of d+2; same-close: close of d to close of d+1. NaN where the data ends first.
+
+    This is what learned strategies predict, what the oracle router reveals and what prediction
+    accuracy is measured against: the overnight move before a next-open fill is never earned.
+    """
+    if fill == "same-close":
+        prices, offset = bars["close"], 0
+    elif fill == "next-close":
+        prices, offset = bars["close"], 1
+    elif fill == "next-open":
+        prices, offset = bars["open"], 1
+    else:
+        raise ValueError(f"unknown fill convention {fill!r}")
+    entry = prices.shift(-offset)
+    return entry.shift(-1) / entry - 1

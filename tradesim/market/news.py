@@ -1,13 +1,15 @@
 """News items from files: one long file or a directory of per-ticker files (JSONL, CSV, Parquet).
 
-Each item ends with an `id`, a `ticker`, its `published_at` instant (UTC) and the `visible_at`
-instant (UTC) from which a decision may use it. Timestamps without a zone are taken as UTC;
-items with a date and no time become visible at the end of that New York date.
+Each item ends with an `id`, a `ticker` (missing for market-wide items), its `published_at`
+instant (UTC) and the `visible_at` instant (UTC) from which a decision may use it. Each value is
+judged on its own, whatever the file format: a date without a time (or a naive midnight) becomes
+visible at the end of that New York date; a time without a zone is UTC; a zone gives the instant.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,27 +40,59 @@ def empty_news() -> pd.DataFrame:
     )
 
 
-def _timestamps(values: pd.Series, origin: str) -> tuple[pd.Series, pd.Series]:
-    """Parse to UTC instants, and say which items carried a date only."""
+TIME_PATTERN = r"\d{1,2}:\d{2}"
+ZONE_PATTERN = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?|\s*(?:UTC|GMT|utc|gmt))$"
+
+
+@dataclass
+class Timestamps:
+    """Parsed news timestamps: the UTC instants, which values were dates only, which times had no zone."""
+
+    instants: pd.Series
+    date_only: np.ndarray
+    naive_time: np.ndarray
+
+
+def parse_timestamps(values: pd.Series, origin: str) -> Timestamps:
+    """Decide per value: no time part, or a naive midnight, is a date; a time without a zone is UTC;
+    a value with a zone is that instant. The file format does not matter."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = pd.to_datetime(values, utc=True)
-        naive = getattr(values.dt, "tz", None) is None
-        date_only = pd.Series(naive and bool((values.dt.normalize() == values).all()), index=values.index)
-    else:
-        text = values.astype("string").str.strip()
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-        date_only = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False).astype(bool)
-    bad = np.flatnonzero(parsed.isna().to_numpy())
+        aware = getattr(values.dt, "tz", None) is not None
+        instants = values.dt.tz_convert("UTC") if aware else values.dt.tz_localize("UTC")
+        midnight = (values.dt.normalize() == values).to_numpy()
+        date_only = np.zeros(len(values), dtype=bool) if aware else midnight
+        naive_time = np.zeros(len(values), dtype=bool) if aware else ~midnight
+        return Timestamps(instants.dt.as_unit("ns"), date_only, naive_time & values.notna().to_numpy())
+    text = values.astype("string").str.strip()
+    try:
+        instants = pd.to_datetime(text, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        instants = pd.to_datetime(text, utc=True, format="mixed", errors="coerce")
+    bad = np.flatnonzero(instants.isna().to_numpy())
     if bad.size:
         row = int(bad[0])
         raise TradesimError(
             f"{origin}, line {line_number(row)}: unparseable timestamp {values.iloc[row]!r} "
             "(expected ISO 8601 like 2015-06-30T14:05:00Z, or a date)"
         )
-    return parsed, date_only
+    has_time = text.str.contains(TIME_PATTERN, regex=True).fillna(False).to_numpy(dtype=bool)
+    has_zone = has_time & text.str.contains(ZONE_PATTERN, regex=True).fillna(False).to_numpy(dtype=bool)
+    midnight = (instants.dt.normalize() == instants).to_numpy()
+    date_only = ~has_time | (~has_zone & midnight)
+    naive_time = has_time & ~has_zone & ~midnight
+    return Timestamps(instants.dt.as_unit("ns"), date_only, naive_time)
 
 
-def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | None) -> pd.DataFrame:
+@dataclass
+class News:
+    """Loaded news items and what loading found out about them."""
+
+    items: pd.DataFrame
+    notes: list[str]
+
+
+def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | None) -> tuple[pd.DataFrame, Timestamps]:
+    """Items of one table; `ticker_from_name` None and no ticker column: market-wide items."""
     columns = match_columns(table, NEWS_ALIASES)
     for required in ("timestamp", "text"):
         if required not in columns:
@@ -67,24 +101,22 @@ def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | No
                 f"(accepted names: {', '.join(NEWS_ALIASES[required])}; found: {', '.join(map(str, table.columns))})"
             )
     if "ticker" in columns:
-        tickers = table[columns["ticker"]].astype("string").str.strip().str.upper()
-    elif ticker_from_name is not None:
-        tickers = pd.Series(ticker_from_name, index=table.index, dtype="string")
+        tickers = table[columns["ticker"]].astype("string").str.strip().str.upper().replace("", pd.NA)
     else:
-        raise TradesimError(f"{origin}: no ticker column (add a 'ticker' column or name the file <TICKER>.jsonl)")
-    published_at, date_only = _timestamps(table[columns["timestamp"]], origin)
-    published_at = published_at.dt.as_unit("ns")
+        tickers = pd.Series(ticker_from_name, index=table.index, dtype="string")
+    stamps = parse_timestamps(table[columns["timestamp"]], origin)
+    published_at = stamps.instants
     visible_at = published_at.copy()
-    if date_only.any():
-        dates = pd.DatetimeIndex(published_at[date_only].dt.tz_localize(None))
-        visible_at[date_only] = end_of_day_utc(dates)
+    if stamps.date_only.any():
+        dates = pd.DatetimeIndex(published_at[stamps.date_only].dt.tz_localize(None))
+        visible_at[stamps.date_only] = end_of_day_utc(dates)
     text = table[columns["text"]].astype("string").str.strip()
     if "id" in columns:
         ids = table[columns["id"]].astype("string")
     else:
         ids = pd.Series(
             [
-                hashlib.sha256(f"{t}|{p.isoformat()}|{x}".encode()).hexdigest()[:16]
+                hashlib.sha256(f"{'' if pd.isna(t) else t}|{p.isoformat()}|{x}".encode()).hexdigest()[:16]
                 for t, p, x in zip(tickers, published_at, text.fillna(""))
             ],
             index=table.index,
@@ -93,24 +125,42 @@ def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | No
     items = pd.DataFrame(
         {"id": ids, "ticker": tickers, "published_at": published_at, "visible_at": visible_at, "text": text}
     )
-    return items[items["text"].notna() & (items["text"] != "")]
+    kept = (items["text"].notna() & (items["text"] != "")).to_numpy()
+    return items[kept], Timestamps(published_at[kept], stamps.date_only[kept], stamps.naive_time[kept])
 
 
-def load_news(path: Path, tickers: tuple[str, ...]) -> pd.DataFrame:
-    """Load the news for the given tickers, sorted by the instant each item became visible."""
+def load_news(path: Path, tickers: tuple[str, ...]) -> News:
+    """Load the news for the given tickers (and market-wide items), sorted by the instant each item
+    became visible.
+
+    A directory holds one file per ticker. One file holds a `ticker` column (an empty value is a
+    market-wide item), or is one ticker's when named after one of `tickers`, or else is market-wide.
+    """
     if not path.exists():
         raise TradesimError(f"--news {path}: no such file or directory")
     if path.is_dir():
         files = {stem(p).upper(): p for p in sorted(path.iterdir()) if p.is_file() and table_suffix(p) in TABLE_SUFFIXES}
         if not files:
             raise TradesimError(f"--news {path}: directory holds no news files ({', '.join(TABLE_SUFFIXES)})")
-        frames = [news_from_table(read_table(files[t]), str(files[t]), t) for t in tickers if t in files]
+        parts = [news_from_table(read_table(files[t]), str(files[t]), t) for t in tickers if t in files]
     else:
-        frames = [news_from_table(read_table(path), str(path), None)]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return empty_news()
-    news = pd.concat(frames, ignore_index=True)
-    news = news[news["ticker"].isin(tickers)]
+        name = stem(path).upper()
+        parts = [news_from_table(read_table(path), str(path), name if name in tickers else None)]
+    parts = [(items, stamps) for items, stamps in parts if not items.empty]
+    if not parts:
+        return News(empty_news(), [])
+    news = pd.concat([items for items, _ in parts], ignore_index=True)
+    date_only = np.concatenate([stamps.date_only for _, stamps in parts])
+    naive_time = np.concatenate([stamps.naive_time for _, stamps in parts])
+    wanted = (news["ticker"].isin(tickers) | news["ticker"].isna()).to_numpy()
+    news, date_only, naive_time = news[wanted], date_only[wanted], naive_time[wanted]
+    notes = []
+    if naive_time.any():
+        notes.append(f"{int(naive_time.sum())} news timestamps have a time but no zone: read as UTC")
+    if date_only.any():
+        notes.append(f"{int(date_only.sum())} news items carry a date only: visible from the end of that New York date")
+    market_wide = int(news["ticker"].isna().sum())
+    if market_wide:
+        notes.append(f"{market_wide} news items have no ticker: market-wide, visible to every ticker")
     news = news.drop_duplicates(subset=["ticker", "id"], keep="first")
-    return news.sort_values(["visible_at", "ticker", "id"], ignore_index=True)[NEWS_COLUMNS]
+    return News(news.sort_values(["visible_at", "ticker", "id"], ignore_index=True, na_position="first")[NEWS_COLUMNS], notes)

@@ -1,9 +1,12 @@
-"""Daily bars from files, the embedded sample, or any table: parsed, validated once, adjusted.
+"""Daily bars from files, the embedded sample, or any table: parsed and validated once.
 
-Every source ends as one frame per ticker, indexed by session date, with the columns
-`open, high, low, close, volume` (adjusted when the source has an adjusted close: OHLC scaled by
-adj_close/close) and `raw_close` (the close as the source printed it). Close-only sources leave
-open/high/low empty.
+Every source ends as one frame per ticker, indexed by session date, holding the prices as the
+source printed them (`raw_open, raw_high, raw_low, raw_close`, `volume`) and one
+`adjustment_step` per session: the factor by which the prices before that session are divided
+to continue the adjusted series across it (a 2:1 split gives 2, a dividend D after a close P gives
+1 / (1 - D/P), an ordinary day 1). Adjusted prices are derived from these in tradesim.market.data,
+as of any date, so a split or dividend after that date cannot change them. Close-only sources
+leave open/high/low empty.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ PRICE_ALIASES: dict[str, tuple[str, ...]] = {
     "split_coefficient": ("split_coefficient", "split coefficient", "stock splits", "splits"),
 }
 PRICE_FIELDS = ("open", "high", "low", "close", "adj_close")
-BAR_COLUMNS = ("open", "high", "low", "close", "volume", "raw_close")
+PRINTED_COLUMNS = ("raw_open", "raw_high", "raw_low", "raw_close", "volume")
+SOURCE_COLUMNS = (*PRINTED_COLUMNS, "adjustment_step")
+# Steps derived from a file's adj_close/close ratio: within this distance of 1 they are the file's
+# rounding of the adjusted close, not a corporate action; others are rounded to STEP_DECIMALS.
+STEP_TOLERANCE = 1e-6
+STEP_DECIMALS = 8
 
 
 @dataclass
@@ -43,6 +51,7 @@ class TickerBars:
     has_ohlc: bool
     null_rows: int = 0
     adjustment_dates: list[pd.Timestamp] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the source wants said in the run's notes
 
 
 def parse_dates(values: pd.Series, origin: str, positions: np.ndarray) -> pd.DatetimeIndex:
@@ -126,17 +135,17 @@ def validate_bars(table: pd.DataFrame, columns: dict[str, str], ticker: str, ori
 
     raw_close = values["close"]
     adjusted = "adj_close" in values
-    factor = values["adj_close"] / raw_close if adjusted else np.ones_like(raw_close)
+    steps = adjustment_steps(values["adj_close"] / raw_close) if adjusted else np.ones_like(raw_close)
     has_ohlc = all(name in values for name in ("open", "high", "low"))
     empty = np.full_like(raw_close, np.nan)
     bars = pd.DataFrame(
         {
-            "open": values["open"] * factor if has_ohlc else empty,
-            "high": values["high"] * factor if has_ohlc else empty,
-            "low": values["low"] * factor if has_ohlc else empty,
-            "close": raw_close * factor,
-            "volume": values.get("volume", empty),
+            "raw_open": values["open"] if has_ohlc else empty,
+            "raw_high": values["high"] if has_ohlc else empty,
+            "raw_low": values["low"] if has_ohlc else empty,
             "raw_close": raw_close,
+            "volume": values.get("volume", empty),
+            "adjustment_step": steps,
         },
         index=pd.DatetimeIndex(dates, name="date"),
     )
@@ -147,19 +156,30 @@ def validate_bars(table: pd.DataFrame, columns: dict[str, str], ticker: str, ori
         adjusted=adjusted,
         has_ohlc=has_ohlc,
         null_rows=null_rows,
-        adjustment_dates=_adjustment_dates(bars.index, factor, values.get("split_coefficient")),
+        adjustment_dates=_adjustment_dates(bars.index, steps, values.get("split_coefficient")),
     )
 
 
-def _adjustment_dates(dates: pd.DatetimeIndex, factor: np.ndarray, split_coefficient: np.ndarray | None) -> list[pd.Timestamp]:
-    """Dates of splits: from a split column when present, else jumps of more than 20% in the adjustment factor."""
+def adjustment_steps(factor: np.ndarray) -> np.ndarray:
+    """Per-session steps from a back-adjustment factor (adj_close / close, one value per row).
+
+    The step of a session depends only on that session and the one before it, so restating the
+    factor after a later dividend (every earlier value multiplied by one constant) leaves it as it
+    was: that is what makes adjusted prices as of a date independent of what happens later.
+    """
+    steps = np.ones_like(factor)
+    if factor.size > 1:
+        ratio = factor[1:] / factor[:-1]
+        steps[1:] = np.where(np.abs(ratio - 1) < STEP_TOLERANCE, 1.0, np.round(ratio, STEP_DECIMALS))
+    return steps
+
+
+def _adjustment_dates(dates: pd.DatetimeIndex, steps: np.ndarray, split_coefficient: np.ndarray | None) -> list[pd.Timestamp]:
+    """Dates of splits: from a split column when present, else adjustment steps of more than 20%."""
     if split_coefficient is not None:
         marked = np.flatnonzero(np.abs(np.nan_to_num(split_coefficient, nan=1.0) - 1.0) > 1e-3)
         return [dates[i] for i in marked]
-    if factor.size < 2:
-        return []
-    ratio = factor[1:] / factor[:-1]
-    return [dates[i + 1] for i in np.flatnonzero(np.abs(np.log(ratio)) > np.log(1.2))]
+    return [dates[i] for i in np.flatnonzero(np.abs(np.log(steps)) > np.log(1.2))]
 
 
 def bars_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | None) -> dict[str, TickerBars]:
@@ -171,6 +191,8 @@ def bars_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | No
             f"{origin}: missing required column {missing[0]!r} "
             f"(accepted names: {', '.join(PRICE_ALIASES[missing[0]])}; found: {', '.join(map(str, table.columns))})"
         )
+    if table.empty:
+        raise TradesimError(f"{origin}: no data rows (a header and nothing under it)")
     positions = np.arange(len(table))
     if "ticker" not in columns:
         if ticker_from_name is None:
@@ -224,34 +246,47 @@ def _some(names) -> str:
     return ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
 
 
-SAMPLE_FILE = "datasets/data/sp500_dataset.csv.gz"
+SAMPLE_DIRECTORY = Path(__file__).resolve().parent.parent / "data" / "stocknet"
+SAMPLE_LONG_FILE = "datasets/data/sp500_dataset.csv.gz"
 
 
-def sample_path() -> Path:
-    """The embedded sample: real daily closes of 20 US stocks that skfolio ships (BSD-3-Clause)."""
+def sample_news_path() -> Path:
+    """The embedded sample's tweets (used when `--data sample` is given no `--news`)."""
+    return SAMPLE_DIRECTORY / "news.jsonl.gz"
+
+
+def sample_long_path() -> Path:
+    """`sample-long`: real daily closes of 20 US stocks, 1990-2022, that skfolio ships (BSD-3-Clause)."""
     import importlib.util
 
     spec = importlib.util.find_spec("skfolio")
     if spec is None or spec.origin is None:
-        raise TradesimError("--data sample: the skfolio package is not installed (pip install skfolio)")
-    return Path(spec.origin).parent / SAMPLE_FILE
+        raise TradesimError("--data sample-long: the skfolio package is not installed (pip install skfolio)")
+    return Path(spec.origin).parent / SAMPLE_LONG_FILE
 
 
-def load_sample(tickers: tuple[str, ...] | None) -> dict[str, TickerBars]:
-    """Load the embedded sample (wide: a Date column and one close column per ticker)."""
-    path = sample_path()
-    wide = read_table(path)
-    date_column = wide.columns[0]
-    available = [str(c) for c in wide.columns[1:]]
+def load_sample(source: str, tickers: tuple[str, ...] | None) -> dict[str, TickerBars]:
+    """`sample`: the StockNet slice inside the package (OHLCV, adjusted close, 2014-2015).
+    `sample-long`: closes only (a wide file: a Date column and one close column per ticker)."""
+    if source == "sample":
+        path = SAMPLE_DIRECTORY / "prices.csv.gz"
+        loaded = bars_from_table(read_table(path), f"sample ({path.name})", None)
+        available = list(loaded)
+    else:
+        path = sample_long_path()
+        wide = read_table(path)
+        available = [str(c) for c in wide.columns[1:]]
     wanted = tickers if tickers is not None else tuple(available)
     unknown = [t for t in wanted if t not in available]
     if unknown:
-        raise TradesimError(f"--data sample: unknown ticker {unknown[0]} (the sample has {_some(available)})")
+        raise TradesimError(f"--data {source}: unknown ticker {unknown[0]} (the sample has {_some(available)})")
+    if source == "sample":
+        return {t: loaded[t] for t in wanted}
     positions = np.arange(len(wide))
     columns = {"date": "date", "close": "close"}
     return {
         ticker: validate_bars(
-            pd.DataFrame({"date": wide[date_column], "close": wide[ticker]}), columns, ticker, f"sample ({path.name})", positions
+            pd.DataFrame({"date": wide[wide.columns[0]], "close": wide[ticker]}), columns, ticker, f"sample-long ({path.name})", positions
         )
         for ticker in wanted
     }

@@ -6,13 +6,15 @@ same way: one line naming the file, the line and what was expected.
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from tradesim.errors import TradesimError
 
-TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq", ".jsonl", ".json")
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq", ".jsonl", ".jsonl.gz", ".json")
 
 
 def table_suffix(path: Path) -> str | None:
@@ -28,19 +30,40 @@ def stem(path: Path) -> str:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV, Parquet or JSON-lines file with every column as read (no type guessing of dates)."""
+    """Read a CSV, Parquet or JSON-lines file with every column as read (no type guessing of dates).
+
+    Parquet keeps its column types: a datetime column stays one (news visibility is decided per value).
+    """
     suffix = table_suffix(path)
     try:
         if suffix in (".csv", ".csv.gz"):
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=["", "null", "NULL", "NaN", "nan", "NA", "N/A"])
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+        if suffix in (".jsonl", ".jsonl.gz"):
+            return _read_json_lines(path)
+        if suffix == ".json":
+            return pd.DataFrame.from_records(json.loads(path.read_text()))
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TradesimError(f"{path}: cannot be read as {suffix} ({first_line})") from None
+    except json.JSONDecodeError as exc:
+        raise TradesimError(f"{path}: cannot be read as {suffix} ({exc})") from None
     raise TradesimError(f"{path}: unsupported file type (expected one of {', '.join(TABLE_SUFFIXES)})")
+
+
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    """One JSON object a line, every value as written (no guessing of dates or numbers)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    records = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise TradesimError(f"{path}, line {number}: not a JSON object ({exc.msg})") from None
+    return pd.DataFrame.from_records(records)
 
 
 def match_columns(frame: pd.DataFrame, aliases: dict[str, tuple[str, ...]]) -> dict[str, str]:

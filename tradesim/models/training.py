@@ -2,17 +2,31 @@
 
 The last part of the training rows (chronologically) is held out for early stopping; the weights
 with the lowest held-out loss are kept. Runs on CUDA when present.
+
+Fitted classifiers are stored under `$TRADESIM_HOME/models/<content hash>/`, the hash taken over
+everything that determines the weights (the training rows and labels, the architecture and its
+size, the training settings, the seed, the device kind, this module's version and torch's), and
+loaded instead of retrained when the same hash comes again.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Callable
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+
+TRAINING_CODE_VERSION = 1  # bump when training changes what weights the same inputs give
 
 
 def default_device() -> torch.device:
@@ -36,6 +50,7 @@ class Classifier:
         self.scale = scale
         self.device = device
         self.report = report
+        self.record: dict[str, Any] = {}  # its id and store, when it came through fit_or_load
 
     def inputs(self, x: np.ndarray) -> torch.Tensor:
         """Rows scaled as in training, on the network's device."""
@@ -99,3 +114,76 @@ def train_classifier(
             break
     network.load_state_dict(best_state)
     return Classifier(network, mean, scale, device, TrainingReport(rows=len(x), epochs=epoch, best_epoch=best_epoch, validation_loss=best_loss))
+
+
+def fit_or_load(
+    build: Callable[[], nn.Module],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    architecture: str,
+    seed: int,
+    epochs: int,
+    patience: int,
+    device: torch.device | None = None,
+    about: dict[str, Any] | None = None,
+    home: Path | None = None,
+) -> Classifier:
+    """`train_classifier`, or the classifier stored before under the same content hash.
+
+    `architecture` names what `build` makes; `about` (ticker, period, parameters...) is stored
+    beside the weights and enters the hash too, so that equal hashes mean equal models."""
+    from tradesim.config import tradesim_home
+
+    device = device or default_device()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    settings = {
+        "architecture": architecture,
+        "seed": seed,
+        "epochs": epochs,
+        "patience": patience,
+        "device": device.type,
+        "code_version": TRAINING_CODE_VERSION,
+        "torch": torch.__version__,
+        "about": about or {},
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(np.asarray(x.shape, dtype=np.int64).tobytes())
+    digest.update(x.tobytes())
+    digest.update(y.tobytes())
+    model_id = digest.hexdigest()
+    store = (home or tradesim_home()) / "models" / model_id
+    if (store / "model.json").exists():
+        classifier = _load(store, build, device)
+        classifier.record = {"id": model_id, "path": str(store), "loaded": True}
+        return classifier
+    classifier = train_classifier(build, x, y, seed=seed, epochs=epochs, patience=patience, device=device)
+    _save(classifier, store, {**settings, "id": model_id, "rows": int(len(x)), "training": asdict(classifier.report)})
+    classifier.record = {"id": model_id, "path": str(store), "loaded": False}
+    return classifier
+
+
+def _save(classifier: Classifier, store: Path, manifest: dict[str, Any]) -> None:
+    """Write weights, scaling and manifest to a temporary sibling, then rename: all or nothing."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{store.name}.", dir=store.parent))
+    try:
+        state = {name: tensor.detach().cpu() for name, tensor in classifier.network.state_dict().items()}
+        torch.save(state, staging / "weights.pt")
+        np.savez(staging / "scaling.npz", mean=classifier.mean, scale=classifier.scale)
+        (staging / "model.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        os.replace(staging, store)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (store / "model.json").exists():  # another process may have stored the same model first
+            raise
+
+
+def _load(store: Path, build: Callable[[], nn.Module], device: torch.device) -> Classifier:
+    manifest = json.loads((store / "model.json").read_text())
+    network = build()
+    network.load_state_dict(torch.load(store / "weights.pt", map_location="cpu", weights_only=True))
+    network.to(device).eval()
+    scaling = np.load(store / "scaling.npz")
+    return Classifier(network, scaling["mean"], scaling["scale"], device, TrainingReport(**manifest["training"]))
