@@ -110,3 +110,24 @@ def test_view_holds_nothing_after_its_date(tmp_path):
         assert (view.news["visible_at"] < view.cutoff).all()
         later = data.news[data.news["visible_at"] >= view.cutoff]
         assert not set(later["id"]) & set(view.news["id"])
+
+
+def test_a_dividend_after_d_restating_adjusted_closes_changes_no_decision_up_to_d(tmp_path):
+    """Adjusted prices in a view are adjusted as of its date: a later dividend, which multiplies
+    every earlier adjusted close by one factor in the source, reaches no earlier view."""
+    frames = synthetic_bars(TICKERS, sessions=200, seed=5, start="2015-06-01")
+    restated = {}
+    for ticker, frame in frames.items():
+        frame = frame.copy()
+        dates = pd.to_datetime(frame["Date"])
+        frame.loc[dates < SPLIT + pd.Timedelta(days=7), "Adj Close"] *= 0.97
+        restated[ticker] = frame
+
+    def decisions(directory, bar_frames):
+        write_ticker_dir(directory, bar_frames)
+        config = resolve({}, {"strategy": "news-and-prices", "tickers": ",".join(TICKERS), "data": str(directory)})
+        return [json.dumps(row) for row in run_backtest(config, NewsAndPrices).decisions if pd.Timestamp(row["date"]) <= SPLIT]
+
+    before, after = decisions(tmp_path / "a", frames), decisions(tmp_path / "b", restated)
+    assert len(before) > 100 * len(TICKERS)
+    assert before == after

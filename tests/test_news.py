@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -76,3 +78,94 @@ def test_news_errors_name_file_and_line(tmp_path):
     no_text = _jsonl(tmp_path / "n2" / "AAA.jsonl", [{"created_at": "2015-01-02T10:00:00Z", "body": "x"}])
     with pytest.raises(TradesimError, match=r"AAA\.jsonl: missing required column 'text' \(accepted names: headline, title, text"):
         load_market_data(_bars(tmp_path), ["AAA"], news=str(no_text.parent))
+
+
+# One item per way of writing a time; the expected session it first counts for (cutoff 16:00 New York).
+FORMATS = [
+    ("iso-date", "2015-06-30", "2015-07-01"),
+    ("us-date", "06/30/2015", "2015-07-01"),
+    ("naive-midnight", "2015-06-30 00:00:00", "2015-07-01"),
+    ("naive-time", "2015-06-30 19:30:00", "2015-06-30"),  # UTC: 15:30 in New York, before the cutoff
+    ("naive-late", "2015-06-30 20:30:00", "2015-07-01"),  # UTC: 16:30 in New York
+    ("zoned-midnight", "2015-06-30T00:00:00-04:00", "2015-06-30"),  # an instant, not a date
+    ("utc-z", "2015-06-30T19:59:00Z", "2015-06-30"),
+]
+
+
+def _format_table():
+    return pd.DataFrame({"id": [f[0] for f in FORMATS], "ticker": "AAA", "published_at": [f[1] for f in FORMATS], "text": [f"item {f[0]}" for f in FORMATS]})
+
+
+def _sessions_counted(data):
+    news = data.view(data.sessions[-1]).news_for("AAA")
+    return {row.id: str(row.session.date()) for row in news.itertuples()}
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet-text"])
+def test_visibility_is_decided_per_value_whatever_the_format(tmp_path, kind):
+    table = _format_table()
+    path = tmp_path / f"news.{kind.split('-')[0]}"
+    if kind == "csv":
+        table.to_csv(path, index=False)
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in table.to_dict("records")))
+    else:
+        table.to_parquet(path, index=False)
+    data = load_market_data(_bars(tmp_path), ["AAA"], news=str(path))
+    assert _sessions_counted(data) == {name: session for name, _, session in FORMATS}
+    assert any("time but no zone: read as UTC" in note for note in data.notes)
+
+
+def test_parquet_datetime_columns_mixing_midnights_and_times(tmp_path):
+    naive = pd.DataFrame(
+        {
+            "id": ["midnight", "afternoon", "evening"],
+            "ticker": "AAA",
+            "published_at": pd.to_datetime(["2015-06-30 00:00", "2015-06-30 19:30", "2015-06-30 20:30"]),
+            "text": ["a", "b", "c"],
+        }
+    )
+    naive.to_parquet(tmp_path / "naive.parquet", index=False)
+    data = load_market_data(_bars(tmp_path), ["AAA"], news=str(tmp_path / "naive.parquet"))
+    assert _sessions_counted(data) == {"midnight": "2015-07-01", "afternoon": "2015-06-30", "evening": "2015-07-01"}
+    aware = naive.assign(published_at=naive["published_at"].dt.tz_localize("America/New_York"))
+    aware.to_parquet(tmp_path / "aware.parquet", index=False)
+    data = load_market_data(_bars(tmp_path), ["AAA"], news=str(tmp_path / "aware.parquet"))
+    # With a zone every value is an instant: New York midnight counts for that day, 19:30 there for the next.
+    assert _sessions_counted(data) == {"midnight": "2015-06-30", "afternoon": "2015-07-01", "evening": "2015-07-01"}
+
+
+def test_market_wide_items_are_visible_to_every_ticker_under_the_same_rules(tmp_path):
+    rows = [
+        {"ticker": "AAA", "created_at": "2015-03-02T15:00:00Z", "text": "AAA news"},
+        {"ticker": "", "created_at": "2015-03-02T15:00:00Z", "text": "the Fed holds rates"},
+        {"ticker": None, "created_at": "2015-03-03", "text": "dated macro item"},
+        {"ticker": "ZZZ", "created_at": "2015-03-02T15:00:00Z", "text": "another universe"},
+    ]
+    news = _jsonl(tmp_path / "long.jsonl", rows)
+    data = load_market_data(_bars(tmp_path), ["AAA", "BBB"], news=str(news))
+    assert data.news["ticker"].isna().sum() == 2 and "ZZZ" not in set(data.news["ticker"].dropna())
+    assert any("no ticker: market-wide" in note for note in data.notes)
+    view = data.view(pd.Timestamp("2015-03-03"))
+    assert list(view.market_news()["text"]) == ["the Fed holds rates"]  # the dated item counts from 03-04
+    assert list(view.news_for("AAA")["text"]) == ["AAA news"] and view.news_for("BBB").empty
+    assert list(data.view(pd.Timestamp("2015-03-04")).market_news(last=1)["text"]) == ["dated macro item"]
+    macro = tmp_path / "macro.csv"  # a file without a ticker column, not named after a ticker: all market-wide
+    pd.DataFrame({"date": ["2015-03-02"], "headline": ["payrolls beat"]}).to_csv(macro, index=False)
+    data = load_market_data(_bars(tmp_path), ["AAA"], news=str(macro))
+    assert data.news["ticker"].isna().all() and data.view(pd.Timestamp("2015-03-03")).market_news()["text"].tolist() == ["payrolls beat"]
+
+
+def test_news_window_matches_a_plain_filter(tmp_path):
+    rng = np.random.default_rng(5)
+    stamps = pd.to_datetime(rng.uniform(pd.Timestamp("2015-01-01").value, pd.Timestamp("2015-10-01").value, 600).astype("int64"), utc=True)
+    rows = [{"id": f"n{i}", "ticker": str(rng.choice(["AAA", "BBB", ""])), "created_at": s.isoformat(), "text": f"t{i}"} for i, s in enumerate(stamps)]
+    data = load_market_data(_bars(tmp_path), ["AAA", "BBB"], news=str(_jsonl(tmp_path / "n.jsonl", rows)))
+    for date in data.sessions[20::17]:
+        view = data.view(date)
+        window = view.news_window(last=5)
+        since = data.cutoffs[data.sessions.get_loc(date) - 5]
+        for ticker in ("AAA", "BBB", None):
+            items = data.news[(data.news["ticker"].isna() if ticker is None else data.news["ticker"] == ticker)]
+            expected = items[(items["visible_at"] >= since) & (items["visible_at"] < view.cutoff)]
+            assert sorted(window.ids(ticker)) == sorted(expected["id"]) and window.count(ticker) == len(expected)

@@ -19,8 +19,8 @@ class FakeYahoo:
     known by then, `Adj Close` also scaled for every known dividend, and a partial bar for a
     session in progress."""
 
-    def __init__(self):
-        frame = synthetic_bars(("MSFT",), sessions=130, seed=4, start="2019-01-02")["MSFT"]
+    def __init__(self, start="2019-01-02", sessions=130):
+        frame = synthetic_bars(("MSFT",), sessions=sessions, seed=4, start=start)["MSFT"]
         printed = pd.DataFrame(
             {
                 "date": pd.to_datetime(frame["Date"]),

@@ -1,0 +1,187 @@
+"""Integrity proven from outside: change the data the way real data changes and check that no
+earlier decision moves; show that a strategy cannot learn a return it cannot trade, nor alter data."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fakes import FakeBackend
+from helpers import synthetic_bars, write_ticker_dir
+from strategies.llmoe import LLMoEStrategy
+from strategies.neural import MLPStrategy
+from test_yahoo import FakeYahoo
+from tradesim.backtest import run_backtest
+from tradesim.cli import main
+from tradesim.config import resolve
+from tradesim.llm import model as model_module
+from tradesim.market import load_market_data
+from tradesim.market import yahoo
+from tradesim.strategy import Decision, Strategy
+
+FAST = {"router": "fake:1", "epochs": 3, "patience": 2, "hidden": 8}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(model_module.BACKENDS, "fake", lambda target, options: FakeBackend(f"fake:{target}"))
+
+
+def _llmoe_decisions(data, news=None, **config):
+    settings = {"strategy": "llmoe", "tickers": "MSFT", "data": data, "news": news, "params": FAST, **config}
+    result = run_backtest(resolve({}, settings), LLMoEStrategy, progress=False)
+    return {row["date"]: json.dumps(row) for row in result.decisions}
+
+
+def _news(path, dates):
+    rows = [{"id": f"n{i}", "ticker": "MSFT", "created_at": f"{day.date()}T15:00:00Z", "text": f"headline {i}"} for i, day in enumerate(dates[::3])]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_a_dividend_after_d_that_restates_every_adjusted_close_moves_no_decision_up_to_d(tmp_path):
+    frame = synthetic_bars(("MSFT",), sessions=320, seed=12, start="2015-01-01")["MSFT"]
+    dates = pd.to_datetime(frame["Date"])
+    d, ex_date = dates[285], dates[290]
+    news = _news(tmp_path / "news.jsonl", dates)
+    original = write_ticker_dir(tmp_path / "original", {"MSFT": frame})
+    restated = frame.copy()
+    restated.loc[dates < ex_date, "Adj Close"] *= 1 - 0.8 / restated.loc[dates == dates[289], "Close"].iloc[0]
+    write_ticker_dir(tmp_path / "restated", {"MSFT": restated})
+    before = _llmoe_decisions(str(original), news, train_end=str(dates[250].date()))
+    after = _llmoe_decisions(str(tmp_path / "restated"), news, train_end=str(dates[250].date()))
+    up_to_d = [day for day in before if pd.Timestamp(day) <= d]
+    assert len(up_to_d) == 36
+    assert [before[day] for day in up_to_d] == [after[day] for day in up_to_d]
+    assert all(f"close {row:.2f}" in before[str(dates[280].date())] for row in frame["Close"].iloc[276:281])  # printed prices
+
+
+def test_yahoo_split_and_dividend_after_d_move_no_prompt_or_decision(tmp_path, monkeypatch):
+    served = FakeYahoo(start="2018-09-04", sessions=210)  # a 2:1 split on 2019-05-15, a dividend on 2019-05-20
+    monkeypatch.setattr(yahoo, "_download", served.download)
+    monkeypatch.setattr(yahoo, "_now", lambda: served.now)
+    served.now = pd.Timestamp("2019-05-14 21:00", tz="UTC")
+    before = _llmoe_decisions("yahoo", start="2018-09-04", train_end="2019-03-01")
+    served.now = pd.Timestamp("2019-06-28 21:00", tz="UTC")
+    after = _llmoe_decisions("yahoo", start="2018-09-04", train_end="2019-03-01")
+    assert len(before) == 53 and len(after) > len(before)
+    assert all(before[day] == after[day] for day in before)
+    split_eve = json.loads(after["2019-05-16"])["prompt"]
+    assert "up" in split_eve or "down" in split_eve
+    assert "down 5" not in split_eve.split("2019-05-15")[1].split("\n")[0]  # the split day is no -50% move
+
+
+def _overnight_trap(sessions=700, seed=3):
+    """A stock whose overnight gap is predictable from the last session (up after an up day) and
+    whose open-to-close move is noise: only a fill at the close of the decision day could earn it."""
+    rng = np.random.default_rng(seed)
+    intraday = rng.normal(0, 0.005, sessions)
+    gap = np.r_[0.0, np.where(intraday[:-1] > 0, 0.02, -0.02)]
+    open_, close = np.empty(sessions), np.empty(sessions)
+    previous = 50.0
+    for t in range(sessions):
+        open_[t] = previous * (1 + gap[t])
+        close[t] = open_[t] * (1 + intraday[t])
+        previous = close[t]
+    dates = pd.bdate_range("2015-01-01", periods=sessions)
+    return pd.DataFrame(
+        {
+            "Date": dates.strftime("%Y-%m-%d"), "Open": open_, "High": np.maximum(open_, close) * 1.001,
+            "Low": np.minimum(open_, close) * 0.999, "Close": close, "Adj Close": close, "Volume": 1000,
+        }
+    )
+
+
+def test_a_return_the_fill_cannot_earn_is_not_learned(tmp_path):
+    frame = _overnight_trap()
+    bars = str(write_ticker_dir(tmp_path / "trap", {"MSFT": frame}))
+    close, open_ = frame["Close"].to_numpy(), frame["Open"].to_numpy()
+
+    def hit_rates(fill):
+        config = resolve({}, {"strategy": "mlp", "tickers": "MSFT", "data": bars, "train_end": frame["Date"][500], "fill": fill,
+                              "params": {"epochs": 60, "hidden": 16}})
+        result = run_backtest(config, MLPStrategy, progress=False)
+        rows = [r for r in result.decisions if r["predicted"]][:-2]
+        at = [frame.index[frame["Date"] == r["date"]][0] for r in rows]
+        rise = np.array([r["predicted"] == "rise" for r in rows])
+        untradable = np.array([close[i + 1] > close[i] for i in at])  # close of d to close of d+1
+        tradable = np.array([open_[i + 2] > open_[i + 1] for i in at])  # next open to the open after
+        return (rise == untradable).mean(), (rise == tradable).mean(), result.metrics["sharpe"]
+
+    same_close, _, same_sharpe = hit_rates("same-close")
+    assert same_close > 0.9 and same_sharpe > 3  # the overnight move is there to learn, if the close were tradable
+    learned_overnight, tradable, sharpe = hit_rates("next-open")
+    assert learned_overnight < 0.7 and tradable < 0.6 and sharpe < 1.5
+
+
+class Vandal(Strategy):
+    """Decides from the data, then tries to edit everything a view hands out."""
+
+    name = "vandal"
+    summary = "test strategy"
+    vandalize = True
+
+    def decide(self, view):
+        close = view.close
+        weights = {t: float(close[t].iloc[-1] > close[t].iloc[-5:].mean()) / len(self.tickers) for t in self.tickers}
+        if self.vandalize:
+            attempts = [
+                lambda: view.window("raw_close").__setitem__((slice(None), slice(None)), 0.0),
+                lambda: view.window("volume").fill(0.0),
+                lambda: view.window("close").fill(1.0),
+                lambda: close.iloc.__setitem__((slice(None), slice(None)), 1.0),
+                lambda: view.field("open").to_numpy().fill(1.0),
+                lambda: view.ticker_bars(self.tickers[0])["close"].to_numpy().fill(0.0),
+                lambda: view.news.__setitem__("text", "edited"),
+                lambda: view.news_window().texts(self.tickers[0]).fill("edited"),
+                lambda: view.news_window().visible_ns(self.tickers[0]).fill(0),
+            ]
+            for attempt in attempts:
+                try:
+                    attempt()
+                except ValueError:  # read-only
+                    pass
+        return Decision(weights, {t: {"news": list(view.news_for(t, last=3)["text"])} for t in self.tickers})
+
+
+def test_a_strategy_cannot_alter_later_bars_news_or_the_engine_prices(tmp_path):
+    frames = synthetic_bars(("AAA", "BBB"), sessions=120, seed=7, start="2016-01-01")
+    bars = str(write_ticker_dir(tmp_path / "bars", frames))
+    news = _news(tmp_path / "news.jsonl", pd.to_datetime(frames["AAA"]["Date"]))
+    news_rows = [json.loads(line) | {"ticker": "AAA"} for line in open(news)]
+    (tmp_path / "news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in news_rows))
+    config = resolve({}, {"strategy": "vandal", "tickers": "AAA,BBB", "data": bars, "news": news})
+    vandalized = run_backtest(config, Vandal, progress=False)
+    Vandal.vandalize = False
+    try:
+        clean = run_backtest(config, Vandal, progress=False)
+    finally:
+        Vandal.vandalize = True
+    assert vandalized.decisions == clean.decisions
+    pd.testing.assert_series_equal(vandalized.simulation.equity, clean.simulation.equity)
+    fresh = load_market_data(bars, ["AAA", "BBB"], news=news)
+    for name in ("open", "close", "raw_close", "volume"):
+        pd.testing.assert_frame_equal(vandalized.data.bars[name], fresh.bars[name])
+    pd.testing.assert_frame_equal(vandalized.data.news, fresh.news)
+    assert not any(array.flags.writeable for array in vandalized.data.arrays.values())
+
+
+def test_same_close_fills_are_flagged_everywhere(tmp_path):
+    bars = str(write_ticker_dir(tmp_path / "bars", synthetic_bars(("AAA",), sessions=80, seed=2)))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["backtest", "--strategy", "momentum", "--ticker", "AAA", "--data", bars, "--fill", "same-close", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "SAME-CLOSE FILLS" in result.output.splitlines()[1]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["look_ahead"] is True and metrics["fill"] == "same-close" and "SAME-CLOSE" in metrics["look_ahead_reasons"][0]
+    run = json.loads((out / "run.json").read_text())
+    assert "SAME-CLOSE" in run["resolved"]["look_ahead"][0] and run["resolved"]["fill"] == "same-close"
+    assert "SAME-CLOSE FILLS" in (out / "report.html").read_text()
+    trades = pd.read_csv(out / "trades.csv")
+    weights = pd.read_csv(out / "weights.csv")
+    assert trades["date"].iloc[0] == weights[weights["weight"] != 0]["date"].iloc[0]  # filled the day it was decided
+    compared = CliRunner().invoke(main, ["compare", str(out)])
+    assert "[LOOK-AHEAD]" in compared.output
