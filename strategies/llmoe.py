@@ -56,15 +56,22 @@ class RouterInput:
 class RouterPrompts:
     """Builds router inputs for any session of one view, from that view's bars and news only."""
 
+    COLUMNS = ("raw_open", "raw_high", "raw_low", "raw_close", "volume", "adjustment_step")
+
     def __init__(self, view: MarketView, ticker: str, anonymize: bool, max_headlines: int, last: int | None = None):
         """`last`: only the view's last sessions are needed (one decision: 6)."""
         self.ticker = ticker
         self.anonymize = anonymize
-        self.max_headlines = max_headlines
         self.has_ohlc = view.has_ohlc
-        self.bars = view.ticker_bars(ticker, last)
+        bars = view.ticker_bars(ticker, last)
+        self.sessions = bars.index
+        self.bars = {name: bars[name].to_numpy() for name in self.COLUMNS}
         news = view.news_for(ticker, last)
-        self.news_by_session = {session: items for session, items in news.groupby("session", sort=False)} if len(news) else {}
+        self.news_by_session: dict[pd.Timestamp, list[tuple[str, str, str]]] = {}
+        for item_id, text, visible_at, session in zip(news["id"], news["text"], news["visible_at"], news["session"]):
+            items = self.news_by_session.setdefault(session, [])
+            if len(items) < max_headlines:
+                items.append((str(item_id), text, visible_at.isoformat()))
         if anonymize:
             names = (ticker, *COMPANY_NAMES.get(ticker, ()))
             self.names = re.compile(r"\$?\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.IGNORECASE)
@@ -73,37 +80,34 @@ class RouterPrompts:
         text = " ".join(str(value).split())[:HEADLINE_CHARS]
         return self.names.sub("the company", text) if self.anonymize else text
 
-    def line(self, label: str, bar: pd.Series, previous_close: float, headlines: list[str]) -> str:
+    def line(self, label: str, row: int, headlines: list[str]) -> str:
         """One session as printed that day; the change from the previous printed close is
         corrected only by this session's own split/dividend step, so no later event moves it."""
+        bar = {name: values[row] for name, values in self.bars.items()}
         if self.has_ohlc:
             prices = f"open {bar['raw_open']:.2f} high {bar['raw_high']:.2f} low {bar['raw_low']:.2f} close {bar['raw_close']:.2f}"
             if np.isfinite(bar["volume"]):
                 prices += f" volume {bar['volume']:,.0f}"
         else:
             prices = f"close {bar['raw_close']:.2f}"
-        change = bar["raw_close"] * bar["adjustment_step"] / previous_close - 1
+        change = bar["raw_close"] * bar["adjustment_step"] / self.bars["raw_close"][row - 1] - 1
         prices += f", {'up' if change >= 0 else 'down'} {abs(change):.2%}"
         news = " | ".join(headlines) if headlines else "no news"
         return f"{label}: {prices}; news: {news}"
 
     def at(self, date: pd.Timestamp) -> RouterInput | None:
         """The router input for `date`, or None without five sessions of history."""
-        end = int(self.bars.index.searchsorted(date, side="right"))
-        if end < 6 or self.bars.index[end - 1] != date:
+        end = int(self.sessions.searchsorted(date, side="right"))
+        if end < 6 or self.sessions[end - 1] != date:
             return None
-        window = self.bars.iloc[end - 6 : end]
         lines, used = [], []
-        for offset in range(1, 6):
-            session = window.index[offset]
-            items = self.news_by_session.get(session)
-            headlines = []
-            if items is not None:
-                for item in items.head(self.max_headlines).itertuples():
-                    headlines.append(self.text(item.text))
-                    used.append({"id": str(item.id), "visible_at": item.visible_at.isoformat()})
+        for offset, row in enumerate(range(end - 5, end), start=1):
+            session = self.sessions[row]
+            items = self.news_by_session.get(session, ())
+            headlines = [self.text(text) for _, text, _ in items]
+            used.extend({"id": item_id, "visible_at": visible_at} for item_id, _, visible_at in items)
             label = f"day {offset - 5}" if self.anonymize else str(session.date())
-            lines.append(self.line(label, window.iloc[offset], window["raw_close"].iloc[offset - 1], headlines))
+            lines.append(self.line(label, row, headlines))
         subject = "" if self.anonymize else f"Stock: {self.ticker}\n"
         data = subject + "\n".join(lines) + f"\n{QUESTION}"
         return RouterInput(date=date, prompt=f"{INSTRUCTIONS}\n\n{data}", data=data, news=used)

@@ -78,13 +78,13 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 
 def _plot_png(result: BacktestResult) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     equity, benchmark = result.simulation.equity, result.benchmark.equity
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    figure = Figure(figsize=(10, 6))
+    FigureCanvasAgg(figure)  # drawn off-screen, without pyplot's global state (and its import time)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(equity.index, equity.to_numpy(), label=result.strategy.name, color="#1f5fa8", linewidth=1.2)
     top.plot(benchmark.index, benchmark.to_numpy(), label=result.metrics["benchmark"]["name"], color="#888888", linewidth=1.0)
     top.set_ylabel("equity")
@@ -102,7 +102,6 @@ def _plot_png(result: BacktestResult) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
     return buffer.getvalue()
 
 

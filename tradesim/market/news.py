@@ -72,7 +72,7 @@ def parse_timestamps(values: pd.Series, origin: str) -> Timestamps:
     if bad.size:
         row = int(bad[0])
         raise TradesimError(
-            f"{origin}, line {line_number(row)}: unparseable timestamp {values.iloc[row]!r} "
+            f"{origin}, line {line_number(int(values.index[row]))}: unparseable timestamp {values.iloc[row]!r} "
             "(expected ISO 8601 like 2015-06-30T14:05:00Z, or a date)"
         )
     has_time = text.str.contains(TIME_PATTERN, regex=True).fillna(False).to_numpy(dtype=bool)
@@ -91,8 +91,11 @@ class News:
     notes: list[str]
 
 
-def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | None) -> tuple[pd.DataFrame, Timestamps]:
-    """Items of one table; `ticker_from_name` None and no ticker column: market-wide items."""
+def news_from_table(
+    table: pd.DataFrame, origin: str, ticker_from_name: str | None, tickers: tuple[str, ...] | None = None
+) -> tuple[pd.DataFrame, Timestamps]:
+    """Items of one table; `ticker_from_name` None and no ticker column: market-wide items. With
+    `tickers`, only their items and market-wide ones are parsed (line numbers stay the file's)."""
     columns = match_columns(table, NEWS_ALIASES)
     for required in ("timestamp", "text"):
         if required not in columns:
@@ -101,9 +104,12 @@ def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | No
                 f"(accepted names: {', '.join(NEWS_ALIASES[required])}; found: {', '.join(map(str, table.columns))})"
             )
     if "ticker" in columns:
-        tickers = table[columns["ticker"]].astype("string").str.strip().str.upper().replace("", pd.NA)
+        names = table[columns["ticker"]].astype("string").str.strip().str.upper().replace("", pd.NA)
     else:
-        tickers = pd.Series(ticker_from_name, index=table.index, dtype="string")
+        names = pd.Series(ticker_from_name, index=table.index, dtype="string")
+    if tickers is not None and "ticker" in columns:
+        wanted = (names.isin(tickers) | names.isna()).to_numpy()
+        table, names = table[wanted], names[wanted]
     stamps = parse_timestamps(table[columns["timestamp"]], origin)
     published_at = stamps.instants
     visible_at = published_at.copy()
@@ -117,13 +123,13 @@ def news_from_table(table: pd.DataFrame, origin: str, ticker_from_name: str | No
         ids = pd.Series(
             [
                 hashlib.sha256(f"{'' if pd.isna(t) else t}|{p.isoformat()}|{x}".encode()).hexdigest()[:16]
-                for t, p, x in zip(tickers, published_at, text.fillna(""))
+                for t, p, x in zip(names, published_at, text.fillna(""))
             ],
             index=table.index,
             dtype="string",
         )
     items = pd.DataFrame(
-        {"id": ids, "ticker": tickers, "published_at": published_at, "visible_at": visible_at, "text": text}
+        {"id": ids, "ticker": names, "published_at": published_at, "visible_at": visible_at, "text": text}
     )
     kept = (items["text"].notna() & (items["text"] != "")).to_numpy()
     return items[kept], Timestamps(published_at[kept], stamps.date_only[kept], stamps.naive_time[kept])
@@ -145,7 +151,7 @@ def load_news(path: Path, tickers: tuple[str, ...]) -> News:
         parts = [news_from_table(read_table(files[t]), str(files[t]), t) for t in tickers if t in files]
     else:
         name = stem(path).upper()
-        parts = [news_from_table(read_table(path), str(path), name if name in tickers else None)]
+        parts = [news_from_table(read_table(path), str(path), name if name in tickers else None, tickers)]
     parts = [(items, stamps) for items, stamps in parts if not items.empty]
     if not parts:
         return News(empty_news(), [])

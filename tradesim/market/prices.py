@@ -270,8 +270,10 @@ def load_sample(source: str, tickers: tuple[str, ...] | None) -> dict[str, Ticke
     `sample-long`: closes only (a wide file: a Date column and one close column per ticker)."""
     if source == "sample":
         path = SAMPLE_DIRECTORY / "prices.csv.gz"
-        loaded = bars_from_table(read_table(path), f"sample ({path.name})", None)
-        available = list(loaded)
+        table = read_table(path)
+        available = list(dict.fromkeys(table["ticker"]))
+        if tickers is not None:
+            table = table[table["ticker"].isin(tickers)]
     else:
         path = sample_long_path()
         wide = read_table(path)
@@ -281,6 +283,7 @@ def load_sample(source: str, tickers: tuple[str, ...] | None) -> dict[str, Ticke
     if unknown:
         raise TradesimError(f"--data {source}: unknown ticker {unknown[0]} (the sample has {_some(available)})")
     if source == "sample":
+        loaded = bars_from_table(table, f"sample ({path.name})", None)
         return {t: loaded[t] for t in wanted}
     positions = np.arange(len(wide))
     columns = {"date": "date", "close": "close"}
