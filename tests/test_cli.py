@@ -123,6 +123,11 @@ def test_config_file_with_flag_override(tmp_path, bars_dir):
         (["--strategy", "signals", "--ticker", "MSFT"], "--signals: strategy signals needs a file"),
         (["--strategy", "momentum", "--tickers", "MSFT,AAPL", "--top-k", "3"], "--top-k 3: more than the 2 tickers given"),
         (["--strategy", "momentum", "--ticker", "MSFT", "--train-end", "1980-01-01", "--start", "1979-01-01"], "no sessions before it"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--capital", "1e400"], "capital: expected a finite number, got inf"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--cost-bps", "nan"], "cost_bps: expected a finite number, got nan"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--risk-free", "-inf"], "risk_free: expected a finite number"),
+        (["--strategy", "mlp", "--ticker", "MSFT", "--threshold", "inf"], "--threshold (params.threshold): expected a finite number, got 'inf'"),
+        (["--strategy", "momentum", "--ticker", "MSFT", "--fill", "same-day"], "Invalid value for '--fill'"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_run_directory(tmp_path, args, message):
@@ -133,6 +138,21 @@ def test_bad_input_is_one_line_and_leaves_no_run_directory(tmp_path, args, messa
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not out.exists()
     assert not any(p.name.startswith(".run.partial") for p in tmp_path.iterdir())
+
+
+def test_header_only_files_and_non_finite_config_values_are_one_line(tmp_path, bars_dir):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n")
+    result = CliRunner().invoke(main, ["backtest", "--strategy", "momentum", "--ticker", "EMPTY", "--data", str(empty), "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "empty.csv: no data rows (a header and nothing under it)" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    config = tmp_path / "run.toml"
+    config.write_text(f'strategy = "momentum"\ntickers = "AAA"\ndata = "{bars_dir}"\nslippage_bps = nan\n')
+    result = CliRunner().invoke(main, ["backtest", "--config", str(config)])
+    assert result.exit_code != 0 and "slippage_bps: expected a finite number, got nan" in result.output
+    config.write_text(f'strategy = "momentum"\ntickers = "AAA"\ndata = "{bars_dir}"\n[params]\nlookback = inf\n')
+    result = CliRunner().invoke(main, ["backtest", "--config", str(config)])
+    assert result.exit_code != 0 and "--lookback (params.lookback)" in result.output and "Traceback" not in result.output
 
 
 def test_bad_signals_line_is_named(tmp_path, bars_dir):

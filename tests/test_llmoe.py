@@ -106,8 +106,18 @@ def test_llmoe_end_to_end_with_a_fake_router(market, tmp_path, fake_router):
     run_cli(*args, "--out", tmp_path / "again")
     rerun = json.loads((tmp_path / "again" / "run.json").read_text())
     assert rerun["llm"]["model_calls"] == 0 and rerun["llm"]["cache_hits"] == run["llm"]["model_calls"]
+    trained, loaded = run["strategy"]["fitted_models"], rerun["strategy"]["fitted_models"]
+    assert [m["loaded"] for m in trained] == [False, False] and [m["loaded"] for m in loaded] == [True, True]
+    assert [m["id"] for m in trained] == [m["id"] for m in loaded] and all(m["device"] == "cpu" for m in loaded)
+    stored = json.loads((tmp_path / "home" / "models" / trained[0]["id"] / "model.json").read_text())
+    assert stored["seed"] == 0 and stored["about"]["ticker"] == "MSFT" and stored["about"]["training_period"][0] < str(dates[250].date())
+    assert rerun["versions"]["torch"] and rerun["versions"]["transformers"] and rerun["torch_runtime"]["cuda_available"] is False
     assert (out / "decisions.jsonl").read_bytes() == (tmp_path / "again" / "decisions.jsonl").read_bytes()
     assert (out / "equity.csv").read_bytes() == (tmp_path / "again" / "equity.csv").read_bytes()
+
+    run_cli(*args, "--seed", 1, "--out", tmp_path / "seeded")
+    seeded = json.loads((tmp_path / "seeded" / "run.json").read_text())["strategy"]["fitted_models"]
+    assert not any(m["loaded"] for m in seeded) and not {m["id"] for m in seeded} & {m["id"] for m in trained}
 
     explained = CliRunner().invoke(main, ["explain", str(out), "--date", str(dates[260].date())])
     assert explained.exit_code == 0

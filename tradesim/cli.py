@@ -20,6 +20,9 @@ class TradesimGroup(click.Group):
             return super().invoke(ctx)
         except TradesimError as error:
             raise click.ClickException(str(error)) from None
+        except click.UsageError as error:  # a bad flag value: its message alone, not the usage text
+            command = f"{ctx.command_path} {error.ctx.info_name}" if error.ctx is not None and error.ctx is not ctx else ctx.command_path
+            raise click.ClickException(f"{error.format_message()} (`{command} --help` lists the options)") from None
 
 
 @click.group(cls=TradesimGroup)

@@ -87,7 +87,7 @@ def _number(value: Any, key: str, kind: type) -> float | int:
         raise TradesimError(f"{key}: expected a number, got {value!r}")
     try:
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TradesimError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
     if kind is int and isinstance(value, float) and not value.is_integer():
         raise TradesimError(f"{key}: expected an integer, got {value!r}")

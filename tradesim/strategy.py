@@ -54,7 +54,7 @@ class Param:
                 number = self.type(value)
                 if self.type is int and float(value) != number:
                     raise ValueError
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise TradesimError(f"{where}: expected {'an integer' if self.type is int else 'a number'}, got {value!r}") from None
             if not math.isfinite(number):
                 raise TradesimError(f"{where}: expected a finite number, got {value!r}")

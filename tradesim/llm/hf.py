@@ -21,11 +21,9 @@ import numpy as np
 
 from tradesim.errors import TradesimError
 from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Choice, Generation, normalized
+from tradesim.llm.weights import state_digest, weights_digest
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-FULL_HASH_LIMIT = 1 << 30  # larger weight files are fingerprinted by size, head and tail
-HASH_SLICE = 64 << 20
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto"):
@@ -41,25 +39,6 @@ def resolve_device(device: str = "auto", dtype: str = "auto"):
     if dtype not in DTYPES:
         raise TradesimError(f"dtype {dtype!r}: expected auto, float32, bfloat16 or float16")
     return torch.device(device), getattr(torch, DTYPES[dtype])
-
-
-def weights_digest(directory: Path) -> str:
-    """sha256 over a local model directory's config, tokenizer and weight files."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        if not (path.suffix in WEIGHT_SUFFIXES or path.suffix == ".json" or path.name in ("tokenizer.model", "merges.txt", "vocab.txt")):
-            continue
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(directory)}:{size}".encode())
-        with open(path, "rb") as handle:
-            if size <= FULL_HASH_LIMIT:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            else:
-                digest.update(handle.read(HASH_SLICE))
-                handle.seek(size - HASH_SLICE)
-                digest.update(handle.read(HASH_SLICE))
-    return digest.hexdigest()
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -132,10 +111,13 @@ class HFBackend(Backend):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        revision = getattr(self.model.config, "_commit_hash", None)
         if looks_local:
             identity = f"dir:{weights_digest(path)}"
-        else:
-            identity = f"hub:{target}@{getattr(self.model.config, '_commit_hash', None) or 'unknown-revision'}"
+        elif revision:
+            identity = f"hub:{target}@{revision}"
+        else:  # no revision to name it by: the weights themselves are its identity
+            identity = f"hub:{target}#weights:{state_digest(self.model)}"
         template = hashlib.sha256((self.tokenizer.chat_template or "").encode()).hexdigest()[:16] if self.chat else "none"
         self._fingerprint = json.dumps(
             {"backend": "hf", "model": identity, "dtype": str(self.torch_dtype), "chat_template": template, "format": PROMPT_FORMAT_VERSION},
@@ -148,7 +130,10 @@ class HFBackend(Backend):
         return self._fingerprint
 
     def describe(self) -> dict:
-        return {**super().describe(), "device": str(self.device), "dtype": str(self.torch_dtype)}
+        described = {**super().describe(), "device": str(self.device), "dtype": str(self.torch_dtype)}
+        if self.device.type == "cuda":
+            described["device_name"] = self._torch.cuda.get_device_name(self.device)
+        return described
 
     def render(self, prompt: str) -> str:
         """The text the model sees: the chat template around the prompt, when the tokenizer has one."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from tradesim.errors import TradesimError
 from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Choice, Generation, normalized
-from tradesim.llm.hf import weights_digest
+from tradesim.llm.weights import weights_digest
 
 DEFAULT_TEMPERATURE = 0.05
 
@@ -68,7 +68,8 @@ class MiniLMBackend(Backend):
         return self._encoder
 
     def describe(self) -> dict:
-        return {**super().describe(), "temperature": self.temperature}
+        device = str(self._encoder.device) if self._encoder is not None else None  # None: never loaded (all cached)
+        return {**super().describe(), "temperature": self.temperature, "device": device}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

@@ -56,8 +56,19 @@ class OpenAIBackend(Backend):
         self.top_logprobs = int(top_logprobs)
         self.api_key = os.environ.get("TRADESIM_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self._local = threading.local()
+        # Everything that changes an answer: the server and model, and how the request is made and read.
         self._fingerprint = json.dumps(
-            {"backend": "openai", "server": self.base_url, "model": model, "format": PROMPT_FORMAT_VERSION}, sort_keys=True
+            {
+                "backend": "openai",
+                "server": self.base_url,
+                "model": model,
+                "endpoint": "completions",
+                "top_logprobs": self.top_logprobs,
+                "max_tokens": 1,
+                "temperature": 0,
+                "format": PROMPT_FORMAT_VERSION,
+            },
+            sort_keys=True,
         )
 
     @property

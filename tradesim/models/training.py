@@ -156,11 +156,11 @@ def fit_or_load(
     store = (home or tradesim_home()) / "models" / model_id
     if (store / "model.json").exists():
         classifier = _load(store, build, device)
-        classifier.record = {"id": model_id, "path": str(store), "loaded": True}
+        classifier.record = {"id": model_id, "path": str(store), "loaded": True, "device": str(device)}
         return classifier
     classifier = train_classifier(build, x, y, seed=seed, epochs=epochs, patience=patience, device=device)
     _save(classifier, store, {**settings, "id": model_id, "rows": int(len(x)), "training": asdict(classifier.report)})
-    classifier.record = {"id": model_id, "path": str(store), "loaded": False}
+    classifier.record = {"id": model_id, "path": str(store), "loaded": False, "device": str(device)}
     return classifier
 
 
