@@ -58,15 +58,15 @@ def _gzip(path: Path, text: str) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def build(stocknet: Path) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def build(stocknet: Path, out: Path = OUT) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     prices = []
     for ticker in TICKERS:
         frame = pd.read_csv(stocknet / "price_raw" / f"{ticker}.csv", dtype=str)
         frame = frame[(frame["Date"] >= FIRST) & (frame["Date"] <= LAST)]
         frame.columns = ["date", "open", "high", "low", "close", "adj_close", "volume"]
         prices.append(frame.assign(ticker=ticker)[["ticker", "date", "open", "high", "low", "close", "adj_close", "volume"]])
-    _gzip(OUT / "prices.csv.gz", pd.concat(prices).to_csv(index=False))
+    _gzip(out / "prices.csv.gz", pd.concat(prices).to_csv(index=False))
 
     lines = []
     for ticker in TICKERS:
@@ -77,13 +77,15 @@ def build(stocknet: Path) -> None:
         for row in tweets.itertuples():
             text = " ".join(str(row.text).split())
             lines.append(json.dumps({"id": str(row.id), "created_at": row.created_at, "ticker": ticker, "text": text}))
-    _gzip(OUT / "news.jsonl.gz", "\n".join(lines) + "\n")
-    shutil.copyfile(stocknet / "LICENSE", OUT / "LICENSE")
-    (OUT / "README.md").write_text(CITATION)
-    print(f"wrote {OUT}: {sum(len(p) for p in prices)} bars, {len(lines)} tweets")
+    _gzip(out / "news.jsonl.gz", "\n".join(lines) + "\n")
+    shutil.copyfile(stocknet / "LICENSE", out / "LICENSE")
+    (out / "README.md").write_text(CITATION)
+    print(f"wrote {out}: {sum(len(p) for p in prices)} bars, {len(lines)} tweets")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stocknet", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "stocknet")
-    build(parser.parse_args().stocknet)
+    parser.add_argument("--out", type=Path, default=OUT)
+    arguments = parser.parse_args()
+    build(arguments.stocknet, arguments.out)

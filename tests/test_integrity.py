@@ -185,3 +185,22 @@ def test_same_close_fills_are_flagged_everywhere(tmp_path):
     assert trades["date"].iloc[0] == weights[weights["weight"] != 0]["date"].iloc[0]  # filled the day it was decided
     compared = CliRunner().invoke(main, ["compare", str(out)])
     assert "[LOOK-AHEAD]" in compared.output
+
+
+def test_top_k_over_a_universe_with_listings_and_delistings_runs_and_the_benchmark_follows_them(tmp_path):
+    frames = synthetic_bars(("AAA", "BBB", "CCC", "DDD"), sessions=160, seed=8, start="2018-01-01")
+    frames["BBB"] = frames["BBB"].iloc[40:]  # lists late
+    frames["CCC"] = frames["CCC"].iloc[:100]  # its data ends: delisted
+    bars = str(write_ticker_dir(tmp_path / "bars", frames))
+    from strategies.baselines import Momentum
+
+    config = resolve({}, {"strategy": "momentum", "tickers": "AAA,BBB,CCC,DDD", "data": bars, "params": {"top_k": 2, "lookback": 5}})
+    result = run_backtest(config, Momentum, progress=False)
+    last_ccc = pd.Timestamp(frames["CCC"]["Date"].iloc[-1])
+    assert result.simulation.delisted == {"CCC": last_ccc} and any("CCC's data ends" in note for note in result.notes)
+    benchmark_trades = result.benchmark.trades
+    listed = pd.Timestamp(frames["BBB"]["Date"].iloc[0])
+    assert benchmark_trades[benchmark_trades["ticker"] == "BBB"]["date"].min() > listed  # bought once it lists
+    closed = benchmark_trades[(benchmark_trades["ticker"] == "CCC") & (benchmark_trades["note"] == "delisted")]
+    assert list(closed["date"]) == [last_ccc]
+    assert (result.benchmark.positions.iloc[-1][["AAA", "BBB", "DDD"]] > 0).all() and result.benchmark.positions.iloc[-1]["CCC"] == 0

@@ -95,3 +95,14 @@ def test_llmoe_on_stocknet_prices_and_tweets(tmp_path, monkeypatch):
             assert all(pd.Timestamp(item["visible_at"]) < pd.Timestamp(cutoff_utc[row["date"]]) for item in row["news"])
     run = json.loads((out / "run.json").read_text())
     assert run["llm"]["model_calls"] > 400 and run["data"]["news_items"] > 1000
+
+
+def test_the_embedded_sample_is_rebuilt_byte_for_byte_by_its_script(tmp_path):
+    import subprocess
+    import sys
+
+    repository = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(repository / "data" / "build_sample.py"), "--stocknet", str(STOCKNET), "--out", str(tmp_path)], check=True, capture_output=True)
+    shipped = repository / "tradesim" / "data" / "stocknet"
+    for name in ("prices.csv.gz", "news.jsonl.gz", "LICENSE", "README.md"):
+        assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
