@@ -223,13 +223,6 @@ class MarketData:
         last = MarketView(self, len(self.sessions))
         return {name: pd.DataFrame(_sealed(np.array(last.window(name))), index=self.sessions, columns=pd.Index(self.tickers, name="ticker")) for name in FIELDS}
 
-    @cached_property
-    def last_sessions(self) -> dict[str, pd.Timestamp]:
-        """Each ticker's last session with a price."""
-        priced = np.isfinite(self.arrays["raw_close"])
-        last = len(self.sessions) - 1 - np.argmax(priced[::-1], axis=0)
-        return {t: self.sessions[i] for t, i in zip(self.tickers, last)}
-
     def view(self, as_of: pd.Timestamp) -> MarketView:
         """What is known after the close of session `as_of`."""
         as_of = pd.Timestamp(as_of)

@@ -60,14 +60,16 @@ def parse_timestamps(values: pd.Series, origin: str) -> Timestamps:
         aware = getattr(values.dt, "tz", None) is not None
         instants = values.dt.tz_convert("UTC") if aware else values.dt.tz_localize("UTC")
         midnight = (values.dt.normalize() == values).to_numpy()
-        date_only = np.zeros(len(values), dtype=bool) if aware else midnight
-        naive_time = np.zeros(len(values), dtype=bool) if aware else ~midnight
-        return Timestamps(instants.dt.as_unit("ns"), date_only, naive_time & values.notna().to_numpy())
-    text = values.astype("string").str.strip()
-    try:
-        instants = pd.to_datetime(text, utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        instants = pd.to_datetime(text, utc=True, format="mixed", errors="coerce")
+        has_time, has_zone = ~midnight, np.full(len(values), aware)
+    else:
+        text = values.astype("string").str.strip()
+        try:
+            instants = pd.to_datetime(text, utc=True, format="ISO8601")
+        except (ValueError, TypeError):
+            instants = pd.to_datetime(text, utc=True, format="mixed", errors="coerce")
+        midnight = (instants.dt.normalize() == instants).to_numpy()
+        has_time = text.str.contains(TIME_PATTERN, regex=True).fillna(False).to_numpy(dtype=bool)
+        has_zone = has_time & text.str.contains(ZONE_PATTERN, regex=True).fillna(False).to_numpy(dtype=bool)
     bad = np.flatnonzero(instants.isna().to_numpy())
     if bad.size:
         row = int(bad[0])
@@ -75,10 +77,7 @@ def parse_timestamps(values: pd.Series, origin: str) -> Timestamps:
             f"{origin}, line {line_number(int(values.index[row]))}: unparseable timestamp {values.iloc[row]!r} "
             "(expected ISO 8601 like 2015-06-30T14:05:00Z, or a date)"
         )
-    has_time = text.str.contains(TIME_PATTERN, regex=True).fillna(False).to_numpy(dtype=bool)
-    has_zone = has_time & text.str.contains(ZONE_PATTERN, regex=True).fillna(False).to_numpy(dtype=bool)
-    midnight = (instants.dt.normalize() == instants).to_numpy()
-    date_only = ~has_time | (~has_zone & midnight)
+    date_only = ~has_zone & (~has_time | midnight)
     naive_time = has_time & ~has_zone & ~midnight
     return Timestamps(instants.dt.as_unit("ns"), date_only, naive_time)
 
