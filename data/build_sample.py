@@ -3,21 +3,20 @@
     python data/build_sample.py [--stocknet ../shared/data/stocknet]
 
 Writes into tradesim/data/stocknet/ (inside the package, so an installed tradesim has it):
-* prices.csv.gz: ticker,date,open,high,low,close,adj_close,volume for the TICKERS below,
+* prices.csv.xz: ticker,date,open,high,low,close,adj_close,volume for the TICKERS below,
   2014-01-02..2015-12-31, exactly as StockNet's price_raw files give them;
-* news.jsonl.gz: id, created_at (UTC), ticker, text; the first 5 tweets (by created_at) of each
+* news.jsonl.xz: id, created_at (UTC), ticker, text; the first 5 tweets (by created_at) of each
   ticker and UTC day, so whether a tweet is in the sample depends only on tweets before it;
 * LICENSE (StockNet's MIT licence) and README.md (source and citation).
 
-The output is byte-for-byte reproducible (sorted rows, fixed gzip header).
+The output is byte-for-byte reproducible (sorted rows; xz output carries no timestamp).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import json
+import lzma
 import shutil
 from pathlib import Path
 
@@ -37,9 +36,9 @@ CITATION = """# StockNet sample
 A slice of the StockNet dataset (ACL 2018), which is released under the MIT licence (LICENSE,
 beside this file). Built by `data/build_sample.py` in the tradesim repository.
 
-* `prices.csv.gz`: daily Yahoo bars of 20 tickers, 2014-01-02..2015-12-31 (`Open/High/Low/Close`
+* `prices.csv.xz`: daily Yahoo bars of 20 tickers, 2014-01-02..2015-12-31 (`Open/High/Low/Close`
   split-adjusted, `adj_close` split- and dividend-adjusted, as StockNet has them).
-* `news.jsonl.gz`: the first 5 tweets of each ticker and UTC day, with only id, UTC timestamp,
+* `news.jsonl.xz`: the first 5 tweets of each ticker and UTC day, with only id, UTC timestamp,
   ticker and text (no user names).
 
 Cite:
@@ -51,11 +50,8 @@ https://aclanthology.org/P18-1183
 """
 
 
-def _gzip(path: Path, text: str) -> None:
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as handle:
-        handle.write(text.encode())
-    path.write_bytes(buffer.getvalue())
+def _xz(path: Path, text: str) -> None:
+    path.write_bytes(lzma.compress(text.encode(), preset=9 | lzma.PRESET_EXTREME))
 
 
 def build(stocknet: Path, out: Path = OUT) -> None:
@@ -66,7 +62,7 @@ def build(stocknet: Path, out: Path = OUT) -> None:
         frame = frame[(frame["Date"] >= FIRST) & (frame["Date"] <= LAST)]
         frame.columns = ["date", "open", "high", "low", "close", "adj_close", "volume"]
         prices.append(frame.assign(ticker=ticker)[["ticker", "date", "open", "high", "low", "close", "adj_close", "volume"]])
-    _gzip(out / "prices.csv.gz", pd.concat(prices).to_csv(index=False))
+    _xz(out / "prices.csv.xz", pd.concat(prices).to_csv(index=False))
 
     lines = []
     for ticker in TICKERS:
@@ -77,7 +73,7 @@ def build(stocknet: Path, out: Path = OUT) -> None:
         for row in tweets.itertuples():
             text = " ".join(str(row.text).split())
             lines.append(json.dumps({"id": str(row.id), "created_at": row.created_at, "ticker": ticker, "text": text}))
-    _gzip(out / "news.jsonl.gz", "\n".join(lines) + "\n")
+    _xz(out / "news.jsonl.xz", "\n".join(lines) + "\n")
     shutil.copyfile(stocknet / "LICENSE", out / "LICENSE")
     (out / "README.md").write_text(CITATION)
     print(f"wrote {out}: {sum(len(p) for p in prices)} bars, {len(lines)} tweets")

@@ -104,5 +104,5 @@ def test_the_embedded_sample_is_rebuilt_byte_for_byte_by_its_script(tmp_path):
     repository = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, str(repository / "data" / "build_sample.py"), "--stocknet", str(STOCKNET), "--out", str(tmp_path)], check=True, capture_output=True)
     shipped = repository / "tradesim" / "data" / "stocknet"
-    for name in ("prices.csv.gz", "news.jsonl.gz", "LICENSE", "README.md"):
+    for name in ("prices.csv.xz", "news.jsonl.xz", "LICENSE", "README.md"):
         assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name

@@ -252,7 +252,7 @@ SAMPLE_LONG_FILE = "datasets/data/sp500_dataset.csv.gz"
 
 def sample_news_path() -> Path:
     """The embedded sample's tweets (used when `--data sample` is given no `--news`)."""
-    return SAMPLE_DIRECTORY / "news.jsonl.gz"
+    return SAMPLE_DIRECTORY / "news.jsonl.xz"
 
 
 def sample_long_path() -> Path:
@@ -269,7 +269,7 @@ def load_sample(source: str, tickers: tuple[str, ...] | None) -> dict[str, Ticke
     """`sample`: the StockNet slice inside the package (OHLCV, adjusted close, 2014-2015).
     `sample-long`: closes only (a wide file: a Date column and one close column per ticker)."""
     if source == "sample":
-        path = SAMPLE_DIRECTORY / "prices.csv.gz"
+        path = SAMPLE_DIRECTORY / "prices.csv.xz"
         table = read_table(path)
         available = list(dict.fromkeys(table["ticker"]))
         if tickers is not None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import lzma
 from pathlib import Path
 
 import pandas as pd
 
 from tradesim.errors import TradesimError
 
-TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq", ".jsonl", ".jsonl.gz", ".json")
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".csv.xz", ".parquet", ".pq", ".jsonl", ".jsonl.gz", ".jsonl.xz", ".json")
 
 
 def table_suffix(path: Path) -> str | None:
@@ -36,11 +37,11 @@ def read_table(path: Path) -> pd.DataFrame:
     """
     suffix = table_suffix(path)
     try:
-        if suffix in (".csv", ".csv.gz"):
+        if suffix in (".csv", ".csv.gz", ".csv.xz"):
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=["", "null", "NULL", "NaN", "nan", "NA", "N/A"])
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        if suffix in (".jsonl", ".jsonl.gz"):
+        if suffix in (".jsonl", ".jsonl.gz", ".jsonl.xz"):
             return _read_json_lines(path)
         if suffix == ".json":
             return pd.DataFrame.from_records(json.loads(path.read_text()))
@@ -54,7 +55,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
     """One JSON object a line, every value as written (no guessing of dates or numbers)."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    name = path.name.lower()
+    opener = gzip.open if name.endswith(".gz") else lzma.open if name.endswith(".xz") else open
     records = []
     with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
