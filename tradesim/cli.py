@@ -21,7 +21,7 @@ class TradesimGroup(click.Group):
         except TradesimError as error:
             raise click.ClickException(str(error)) from None
         except click.UsageError as error:  # a bad flag value: its message alone, not the usage text
-            command = f"{ctx.command_path} {error.ctx.info_name}" if error.ctx is not None and error.ctx is not ctx else ctx.command_path
+            command = (error.ctx or ctx).command_path
             raise click.ClickException(f"{error.format_message()} (`{command} --help` lists the options)") from None
 
 

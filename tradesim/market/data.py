@@ -21,7 +21,7 @@ import pandas as pd
 from tradesim.errors import TradesimError
 from tradesim.market.calendar import DEFAULT_CUTOFF, decision_cutoffs
 from tradesim.market.news import empty_news, load_news
-from tradesim.market.prices import PRINTED_COLUMNS, TickerBars, load_price_path, load_sample
+from tradesim.market.prices import PRINTED_COLUMNS, TickerBars, load_price_path, load_sample, sample_news_path
 from tradesim.tickers import parse_tickers
 
 PRICE_FIELDS = ("open", "high", "low", "close")  # adjusted, as of the date they are read at
@@ -136,12 +136,16 @@ class MarketView:
         `open, high, low, close` are adjusted as of the view's date (a fresh array); `raw_*` are
         the prices as printed, `volume` as the source gives it and `adjustment_step` each session's
         split/dividend step (read-only arrays)."""
-        start = 0 if last is None else max(0, self._end - last)
-        values = self._data.arrays[_source(name)][start : self._end]
+        return self._read(name, 0 if last is None else max(0, self._end - last), slice(None))
+
+    def _read(self, name: str, start: int, columns: slice | int) -> np.ndarray:
+        """One field from session `start` to the view's date, for `columns`: prices adjusted as
+        of that date (printed x adjustment[t] / adjustment[date], a fresh array), others as stored."""
+        values = self._data.arrays[_source(name)][start : self._end, columns]
         if name not in PRICE_FIELDS:
             return values
         adjustment = self._data.arrays["adjustment"]
-        return values * (adjustment[start : self._end] / adjustment[self._end - 1])
+        return values * (adjustment[start : self._end, columns] / adjustment[self._end - 1, columns])
 
     def field(self, name: str, last: int | None = None) -> pd.DataFrame:
         start = 0 if last is None else max(0, self._end - last)
@@ -157,11 +161,8 @@ class MarketView:
         `raw_*` prices, `adjustment_step`), without empty rows; only the last `last` sessions when given."""
         column = self._data.tickers.index(ticker)
         start = 0 if last is None else max(0, self._end - last)
-        arrays = self._data.arrays
-        scale = arrays["adjustment"][start : self._end, column] / arrays["adjustment"][self._end - 1, column]
-        columns = {name: arrays[_source(name)][start : self._end, column] * scale for name in PRICE_FIELDS}
-        columns.update({name: arrays[name][start : self._end, column].copy() for name in (*PRINTED_COLUMNS, "adjustment_step")})
-        frame = pd.DataFrame(columns, index=self.sessions[start:])[list(FIELDS)]
+        columns = {name: np.array(self._read(name, start, column)) for name in FIELDS}
+        frame = pd.DataFrame(columns, index=self.sessions[start:])
         return frame[np.isfinite(columns["close"])]
 
     def news_window(self, last: int | None = None) -> NewsWindow:
@@ -300,8 +301,6 @@ def load_market_data(
     notes = [note for item in loaded.values() for note in item.notes]
     news_items = empty_news()
     if news is None and source == "sample":
-        from tradesim.market.prices import sample_news_path
-
         news = str(sample_news_path())
     if news is not None:
         loaded_news = load_news(Path(news), order)

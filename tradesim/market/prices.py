@@ -271,20 +271,12 @@ def load_sample(source: str, tickers: tuple[str, ...] | None) -> dict[str, Ticke
     if source == "sample":
         path = SAMPLE_DIRECTORY / "prices.csv.xz"
         table = read_table(path)
-        available = list(dict.fromkeys(table["ticker"]))
-        if tickers is not None:
-            table = table[table["ticker"].isin(tickers)]
-    else:
-        path = sample_long_path()
-        wide = read_table(path)
-        available = [str(c) for c in wide.columns[1:]]
-    wanted = tickers if tickers is not None else tuple(available)
-    unknown = [t for t in wanted if t not in available]
-    if unknown:
-        raise TradesimError(f"--data {source}: unknown ticker {unknown[0]} (the sample has {_some(available)})")
-    if source == "sample":
-        loaded = bars_from_table(table, f"sample ({path.name})", None)
+        wanted = _sample_tickers(source, tickers, list(dict.fromkeys(table["ticker"])))
+        loaded = bars_from_table(table[table["ticker"].isin(wanted)], f"sample ({path.name})", None)
         return {t: loaded[t] for t in wanted}
+    path = sample_long_path()
+    wide = read_table(path)
+    wanted = _sample_tickers(source, tickers, [str(c) for c in wide.columns[1:]])
     positions = np.arange(len(wide))
     columns = {"date": "date", "close": "close"}
     return {
@@ -293,3 +285,11 @@ def load_sample(source: str, tickers: tuple[str, ...] | None) -> dict[str, Ticke
         )
         for ticker in wanted
     }
+
+
+def _sample_tickers(source: str, tickers: tuple[str, ...] | None, available: list[str]) -> tuple[str, ...]:
+    wanted = tickers if tickers is not None else tuple(available)
+    unknown = [t for t in wanted if t not in available]
+    if unknown:
+        raise TradesimError(f"--data {source}: unknown ticker {unknown[0]} (the sample has {_some(available)})")
+    return wanted

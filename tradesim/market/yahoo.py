@@ -100,7 +100,7 @@ def _fetch_printed(ticker: str, start: date, through: date) -> pd.DataFrame:
         dates = dates.dt.tz_localize(None)
     split = np.nan_to_num(get("stock splits", 0.0), nan=0.0)
     ratio = np.where(split > 0, split, 1.0)
-    later = np.r_[np.cumprod(ratio[::-1])[::-1][1:], 1.0]  # product of the splits after each row
+    later = _product_after(ratio)
     printed = pd.DataFrame(
         {
             "date": dates.dt.normalize().to_numpy(),
@@ -117,6 +117,11 @@ def _fetch_printed(ticker: str, start: date, through: date) -> pd.DataFrame:
     return printed.drop_duplicates("date", keep="last").sort_values("date", ignore_index=True)
 
 
+def _product_after(values: np.ndarray) -> np.ndarray:
+    """For each row, the product of the values in the rows after it (1 for the last)."""
+    return np.r_[np.cumprod(values[::-1])[::-1][1:], 1.0]
+
+
 def adjusted_close(printed: pd.DataFrame) -> np.ndarray:
     """Split- and dividend-adjusted closes computed from printed closes and actions (Yahoo's
     convention: a dividend D scales earlier prices by 1 - D / previous close)."""
@@ -124,8 +129,7 @@ def adjusted_close(printed: pd.DataFrame) -> np.ndarray:
     previous = np.r_[np.nan, close[:-1]]
     dividend_step = np.where(printed["dividend"].to_numpy() > 0, 1.0 / (1.0 - printed["dividend"].to_numpy() / previous), 1.0)
     steps = printed["split"].to_numpy(dtype=float) * np.nan_to_num(dividend_step, nan=1.0)
-    after = np.r_[np.cumprod(steps[::-1])[::-1][1:], 1.0]
-    return close / after
+    return close / _product_after(steps)
 
 
 def _same(cached: pd.DataFrame, fresh: pd.DataFrame) -> bool:
