@@ -48,6 +48,10 @@ class Momentum(Strategy):
     def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
         return rebalance_dates(sessions, self.settings["rebalance_every"])
 
+    @property
+    def horizon(self) -> int:
+        return self.settings["rebalance_every"]
+
     def trailing_returns(self, view: MarketView) -> pd.Series:
         """close[d] / close[d - lookback] - 1 over each ticker's own sessions; NaN without enough history."""
         lookback = self.settings["lookback"]
@@ -70,12 +74,13 @@ class Momentum(Strategy):
             rise = bool(np.isfinite(score) and score > 0)
             weight = all_in_all_out(rise, short=self.settings["short"]) if np.isfinite(score) else 0.0
             log = {"trailing_return": _json_float(score), "predicted": "rise" if rise else ("fall" if np.isfinite(score) else None)}
-            return Decision({ticker: weight}, {ticker: log})
+            return Decision({ticker: weight}, {ticker: log}, predictions={ticker: rise} if np.isfinite(score) else None)
         weights = top_k(scores, self.settings["top_k"])
         ranks = scores.rank(ascending=False, method="first")
         return Decision(
             weights.to_dict(),
             {t: {"trailing_return": _json_float(scores[t]), "rank": _json_float(ranks[t])} for t in self.tickers},
+            scores=scores.dropna().to_dict(),
         )
 
 

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tradesim.config import SAME_CLOSE_FLAG, RunConfig
+from tradesim.config import ALL_TICKERS, SAME_CLOSE_FLAG, RunConfig
 from tradesim.engine import SimulationResult, simulate
 from tradesim.errors import TradesimError
 from tradesim.market.data import MarketData, load_market_data
-from tradesim.metrics import ANNUALIZATION, performance, trading
+from tradesim.market.features import fill_to_fill_returns
+from tradesim.metrics import ANNUALIZATION, performance, prediction_quality, rank_ic, trading
 from tradesim.strategy import Runtime, Strategy
 
 DEFAULT_TEST_SESSIONS = 504  # without --train-end, learned strategies test on the last two years
@@ -90,11 +91,31 @@ def benchmark_weights(close: pd.DataFrame, first: pd.Timestamp, last: pd.Timesta
     return pd.DataFrame(rows, index=window.index[changed], columns=close.columns)
 
 
+def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, predictions: dict) -> dict[str, Any]:
+    """RankIC of the scores and accuracy/MCC of the predictions a strategy gave, against the
+    fill-to-fill returns over its horizon (measured after the run, on the whole data)."""
+    if not scores and not predictions:
+        return {}
+    realized = fill_to_fill_returns(data.bars, fill, horizon)
+    quality: dict[str, Any] = {}
+    if scores:
+        quality["ranking"] = {"horizon": horizon, **rank_ic(pd.DataFrame.from_dict(scores, orient="index"), realized)}
+    if predictions:
+        table = pd.DataFrame.from_dict(predictions, orient="index").astype("float")
+        quality["prediction"] = {"horizon": horizon, **prediction_quality(table, realized)}
+    return quality
+
+
 def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bool = True) -> BacktestResult:
     started = time.perf_counter()
-    strategy = strategy_class(config.tickers, config.params, config.seed, Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress))
+    runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
+    if config.tickers:  # parameters are checked before any data is read
+        strategy_class(config.tickers, config.params, config.seed, runtime)
     np.random.seed(config.seed)
-    data = load_market_data(config.data, config.tickers, config.start, config.end, config.news, config.cutoff)
+    data = load_market_data(
+        config.data, config.tickers or ALL_TICKERS, config.start, config.end, config.news, config.cutoff, config.fundamentals
+    )
+    strategy = strategy_class(data.tickers, config.params, config.seed, runtime)
     loaded = time.perf_counter()
     notes: list[str] = list(data.notes)
     fill = config.fill
@@ -112,12 +133,16 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
     dates = strategy.decision_dates(test)
     if len(dates) == 0:
         raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
-    rows, decisions = [], []
+    rows, decisions, scores, predictions = [], [], {}, {}
     previous = dict.fromkeys(data.tickers, 0.0)
     for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
         _check_weights(decision.weights, data.tickers, strategy.name, date)
         row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
         rows.append(row)
+        if decision.scores is not None:
+            scores[date] = decision.scores
+        if decision.predictions is not None:
+            predictions[date] = decision.predictions
         for ticker in data.tickers:
             decisions.append(
                 {
@@ -159,6 +184,7 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
         }
 
     notes.extend(strategy.notes)
+    quality = _forecast_quality(data, fill, strategy.horizon, scores, predictions)
     flags = [text for text, flagged in ((strategy.look_ahead_reason, strategy.looks_ahead), (SAME_CLOSE_FLAG, fill == "same-close")) if flagged]
     metrics = {
         **measure(simulation),
@@ -168,6 +194,7 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
         "look_ahead": bool(flags),
         "look_ahead_reasons": flags,
         "fill": fill,
+        **quality,
         "period": {
             "first_decision": str(dates[0].date()),
             "last_session": str(simulation.equity.index[-1].date()),

@@ -62,9 +62,10 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--strategy", help="Strategy name (see `tradesim strategies`).")
 @click.option("--ticker", help="One ticker.")
-@click.option("--tickers", help="Several tickers, comma-separated.")
+@click.option("--tickers", help="Several tickers, comma-separated; `all`: every ticker of the source.")
 @click.option("--data", help="sample (default), sample-long, yahoo, or a CSV/Parquet file or directory.")
 @click.option("--news", help="News file or directory of per-ticker files (JSONL, CSV, Parquet).")
+@click.option("--fundamentals", help="Fundamentals file: ticker, period_end, published_at, field, value (CSV or Parquet).")
 @click.option("--start", help="First date of data to load (YYYY-MM-DD).")
 @click.option("--end", help="Last date of data to load (YYYY-MM-DD).")
 @click.option("--train-end", help="Learned parts fit strictly before this date; metrics cover the rest.")
@@ -110,7 +111,7 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     if config.out:
         check_run_dir(Path(config.out), overwrite)
     result = run_backtest(config, strategy_class, progress=True)
-    out = Path(config.out) if config.out else default_run_dir(config.strategy, config.tickers)
+    out = Path(config.out) if config.out else default_run_dir(config.strategy, result.data.tickers)
     write_run_directory(result, out, argv=argv_of_process(), overwrite=overwrite)
     period = result.metrics["period"]
     click.echo(

@@ -36,6 +36,7 @@ SAME_CLOSE_FLAG = (
     "treats that close as known (the papers' convention); results are optimistic and not tradable as such"
 )
 CACHE_MODES = ("readwrite", "readonly", "off")
+ALL_TICKERS = "all"  # --tickers all: every ticker of the source (RunConfig.tickers is then empty)
 
 
 def tradesim_home() -> Path:
@@ -49,6 +50,7 @@ class RunConfig:
     tickers: tuple[str, ...]
     data: str = "sample"
     news: str | None = None
+    fundamentals: str | None = None
     start: str | None = None
     end: str | None = None
     train_end: str | None = None
@@ -66,7 +68,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        values["tickers"] = list(self.tickers)
+        values["tickers"] = list(self.tickers) if self.tickers else ALL_TICKERS
         return values
 
 
@@ -129,7 +131,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
         raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
     if "tickers" not in values:
         raise TradesimError("--ticker/--tickers: no ticker given")
-    values["tickers"] = parse_tickers(values["tickers"], "tickers")
+    values["tickers"] = () if values["tickers"] == ALL_TICKERS else parse_tickers(values["tickers"], "tickers")
     for key in ("start", "end", "train_end"):
         if values.get(key) is not None:
             values[key] = _date(values[key], key)
@@ -138,7 +140,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
             values[key] = _number(values[key], key, float)
     if "seed" in values:
         values["seed"] = _number(values["seed"], "seed", int)
-    for key in ("strategy", "data", "news", "fill", "cutoff", "device", "llm_cache", "out"):
+    for key in ("strategy", "data", "news", "fundamentals", "fill", "cutoff", "device", "llm_cache", "out"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise TradesimError(f"{key}: expected text, got {values[key]!r}")
     config = RunConfig(**values, params=params)

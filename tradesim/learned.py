@@ -127,7 +127,11 @@ class LearnedAllInAllOut(Strategy):
             return Decision({self.ticker: 0.0}, {self.ticker: {**log, probability_key: None, "predicted": None}})
         rise = probability >= self.settings["threshold"]
         weight = all_in_all_out(rise, short=self.settings["short"])
-        return Decision({self.ticker: weight}, {self.ticker: {**log, probability_key: probability, "predicted": "rise" if rise else "fall"}})
+        return Decision(
+            {self.ticker: weight},
+            {self.ticker: {**log, probability_key: probability, "predicted": "rise" if rise else "fall"}},
+            predictions={self.ticker: bool(rise)},
+        )
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "fitted_models": self.fitted}

@@ -78,3 +78,42 @@ def trading(
         "exposure": _finite(gross_exposure.iloc[1:].mean()) if len(gross_exposure) > 1 else 0.0,
         "turnover": _finite((traded / before).sum() / 2 * annualization / periods) if len(traded) else 0.0,
     }
+
+
+def rank_ic(scores: pd.DataFrame, realized: pd.DataFrame, *, min_names: int = 3) -> dict[str, float | int | None]:
+    """RankIC: per decision date, the Spearman correlation across tickers of the scores with the
+    returns realized over the following period; its mean, standard deviation and IR (mean / std).
+    Dates with fewer than `min_names` tickers having both are left out."""
+    aligned = realized.reindex(index=scores.index, columns=scores.columns)
+    usable = scores.notna() & aligned.notna()
+    ranked_scores = scores.where(usable).rank(axis=1)
+    ranked_returns = aligned.where(usable).rank(axis=1)
+    daily = ranked_scores.corrwith(ranked_returns, axis=1)[usable.sum(axis=1) >= min_names].dropna()
+    std = daily.std() if len(daily) > 1 else float("nan")
+    return {
+        "rank_ic_mean": _finite(daily.mean()) if len(daily) else None,
+        "rank_ic_std": _finite(std),
+        "rank_ic_ir": _finite(daily.mean() / std) if len(daily) > 1 and std > 0 else None,
+        "rank_ic_positive": _finite((daily > 0).mean()) if len(daily) else None,
+        "dates": int(len(daily)),
+    }
+
+
+def prediction_quality(predicted: pd.DataFrame, realized: pd.DataFrame) -> dict[str, float | int | None]:
+    """Accuracy and Matthews correlation of predicted rises (True/False; NaN: no prediction)
+    against the sign of the realized returns (scikit-learn underneath)."""
+    from sklearn.metrics import accuracy_score, matthews_corrcoef
+
+    aligned = realized.reindex(index=predicted.index, columns=predicted.columns)
+    usable = predicted.notna().to_numpy() & aligned.notna().to_numpy()
+    guess = predicted.to_numpy()[usable].astype(bool)
+    truth = aligned.to_numpy()[usable] > 0
+    if not len(guess):
+        return {"accuracy": None, "mcc": None, "predictions": 0, "predicted_rise_share": None, "realized_rise_share": None}
+    return {
+        "accuracy": _finite(accuracy_score(truth, guess)),
+        "mcc": _finite(matthews_corrcoef(truth, guess)),
+        "predictions": int(len(guess)),
+        "predicted_rise_share": _finite(guess.mean()),
+        "realized_rise_share": _finite(truth.mean()),
+    }

@@ -84,6 +84,8 @@ class Decision:
 
     weights: dict[str, float]
     log: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scores: dict[str, float] | None = None  # a ranking's scores (higher: expected to do better): RankIC
+    predictions: dict[str, bool] | None = None  # predicted rise per ticker: accuracy and MCC
 
 
 class Strategy(abc.ABC):
@@ -133,6 +135,11 @@ class Strategy(abc.ABC):
     def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
         """The test-period sessions on which this strategy decides. Default: every one."""
         return sessions
+
+    @property
+    def horizon(self) -> int:
+        """Sessions from one fill to the next that scores and predictions are about (and measured on)."""
+        return 1
 
     @abc.abstractmethod
     def decide(self, view: MarketView) -> Decision:

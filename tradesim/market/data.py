@@ -20,6 +20,7 @@ import pandas as pd
 
 from tradesim.errors import TradesimError
 from tradesim.market.calendar import DEFAULT_CUTOFF, decision_cutoffs
+from tradesim.market.fundamentals import empty_fundamentals, latest_values, load_fundamentals
 from tradesim.market.news import empty_news, load_news
 from tradesim.market.prices import PRINTED_COLUMNS, TickerBars, load_price_path, load_sample, sample_news_path
 from tradesim.tickers import parse_tickers
@@ -187,6 +188,13 @@ class MarketView:
         visible = int(self._data.news["visible_at"].searchsorted(self.cutoff, side="left"))
         return self._data.news.iloc[:visible].copy()
 
+    def fundamentals(self) -> pd.DataFrame:
+        """Per (ticker, field): the latest period's value as published before the cutoff, with the
+        previous period's (`previous_value`); restatements published later are not seen."""
+        rows = self._data.fundamentals
+        visible = int(rows["visible_at"].searchsorted(self.cutoff, side="left"))
+        return latest_values(rows.iloc[:visible].copy())
+
 
 @dataclass(frozen=True, eq=False)
 class MarketData:
@@ -207,6 +215,7 @@ class MarketData:
     cutoff: str = DEFAULT_CUTOFF
     details: dict[str, TickerBars] = field(default_factory=dict, repr=False)
     notes: tuple[str, ...] = ()
+    fundamentals: pd.DataFrame = field(default_factory=empty_fundamentals, repr=False)
 
     @cached_property
     def cutoffs(self) -> pd.DatetimeIndex:
@@ -241,8 +250,9 @@ class MarketData:
         for name in (*PRINTED_COLUMNS, "adjustment_step"):
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(self.arrays[name]).tobytes())
-        if not self.news.empty:
-            digest.update(pd.util.hash_pandas_object(self.news, index=False).to_numpy().tobytes())
+        for table in (self.news, self.fundamentals):
+            if not table.empty:
+                digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
         return digest.hexdigest()
 
 
@@ -279,9 +289,13 @@ def load_market_data(
     end=None,
     news: str | None = None,
     cutoff: str = DEFAULT_CUTOFF,
+    fundamentals: str | None = None,
 ) -> MarketData:
-    """Load, validate and cut to [start, end] the bars (and news) of the given tickers."""
-    wanted = parse_tickers(tickers)
+    """Load, validate and cut to [start, end] the bars (and news, fundamentals) of the given
+    tickers (`all` or None: every ticker of the source)."""
+    wanted = None if isinstance(tickers, str) and tickers.strip().lower() == "all" else parse_tickers(tickers)
+    if wanted is None and source == "yahoo":
+        raise TradesimError("--tickers all: the yahoo source has no list of tickers; name them")
     start = None if start is None else pd.Timestamp(start)
     end = None if end is None else pd.Timestamp(end)
     if start is not None and end is not None and start > end:
@@ -307,6 +321,11 @@ def load_market_data(
         last_cutoff = decision_cutoffs(sessions, cutoff)[-1]
         news_items = loaded_news.items[loaded_news.items["visible_at"] < last_cutoff].reset_index(drop=True)
         notes.extend(loaded_news.notes)
+    fundamental_rows = empty_fundamentals()
+    if fundamentals is not None:
+        fundamental_rows = load_fundamentals(Path(fundamentals), order)
+        if fundamental_rows.empty:
+            notes.append(f"--fundamentals {fundamentals}: no rows for the tickers of the run")
     return MarketData(
         source=source,
         tickers=order,
@@ -318,6 +337,7 @@ def load_market_data(
         cutoff=cutoff,
         details=loaded,
         notes=tuple(notes),
+        fundamentals=fundamental_rows,
     )
 
 

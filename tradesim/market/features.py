@@ -69,13 +69,15 @@ def windows(features: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame:
     return frame[np.isfinite(flat).all(axis=1)]
 
 
-def fill_to_fill_returns(bars: pd.DataFrame, fill: str) -> pd.Series:
+def fill_to_fill_returns(bars: pd.DataFrame, fill: str, horizon: int = 1) -> pd.Series | pd.DataFrame:
     """Per decision session d: the return a position decided after d earns from its fill to the
-    next fill (adjusted prices). next-open: open of d+1 to open of d+2; next-close: close of d+1
-    to close of d+2; same-close: close of d to close of d+1. NaN where the data ends first.
+    fill `horizon` sessions later (adjusted prices). next-open: open of d+1 to open of d+1+h;
+    next-close: close of d+1 to close of d+1+h; same-close: close of d to close of d+h. NaN where
+    the data ends first. `bars` holds one ticker's fields as columns, or is a dict of
+    sessions x tickers frames (then the result is sessions x tickers).
 
     This is what learned strategies predict, what the oracle router reveals and what prediction
-    accuracy is measured against: the overnight move before a next-open fill is never earned.
+    accuracy and RankIC are measured against: the overnight move before a next-open fill is never earned.
     """
     if fill == "same-close":
         prices, offset = bars["close"], 0
@@ -86,4 +88,4 @@ def fill_to_fill_returns(bars: pd.DataFrame, fill: str) -> pd.Series:
     else:
         raise ValueError(f"unknown fill convention {fill!r}")
     entry = prices.shift(-offset)
-    return entry.shift(-1) / entry - 1
+    return entry.shift(-horizon) / entry - 1
