@@ -30,6 +30,13 @@ class FakeBackend(Backend):
             result.append(Choice(probabilities=normalized(scores).tolist(), prompt_tokens=len(prompt.split())))
         return result
 
+    can_embed = True
+
+    def embed_batch(self, texts):
+        self.calls.append(list(texts))
+        vectors = np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=16) for t in texts])
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
     def generate_batch(self, prompts, max_new_tokens):
         self.calls.append(list(prompts))
         return [Generation(text=prompt[::-1][:max_new_tokens], prompt_tokens=3, completion_tokens=max_new_tokens) for prompt in prompts]

@@ -36,3 +36,25 @@ def rebalance_dates(sessions: pd.DatetimeIndex, every: int) -> pd.DatetimeIndex:
     if every < 1:
         raise ValueError("every must be at least 1")
     return sessions[::every]
+
+
+def top_k_dropout(order: list[str], held: set[str], k: int, n_drop: int | None = None) -> list[str]:
+    """The K names to hold after a rebalance, given the ranking `order` (best first, only names
+    that can be traded) and the names `held` before it (qlib's TopkDropout).
+
+    Without `n_drop`: the top K. With it: held names still ranked are kept unless they have fallen
+    out of the top K, and at most `n_drop` of those are replaced per rebalance (worst first) by the
+    best-ranked names not held; held names that cannot be traded are always replaced."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    top = order[:k]
+    if n_drop is None:
+        return top
+    ranked = {name: position for position, name in enumerate(order)}
+    keep = [name for name in held if name in ranked]
+    fallen = sorted((name for name in keep if ranked[name] >= k), key=lambda name: -ranked[name])
+    for name in fallen[: max(n_drop, 0)]:
+        keep.remove(name)
+    keep = sorted(keep, key=ranked.get)[:k]
+    newcomers = [name for name in order if name not in keep][: k - len(keep)]
+    return sorted(keep + newcomers, key=ranked.get)

@@ -234,6 +234,8 @@ def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | Non
         with open(staging / "decisions.jsonl", "w") as handle:
             for row in result.decisions:
                 handle.write(json.dumps(row, sort_keys=False) + "\n")
+        for name, table in result.strategy.side_tables().items():
+            table.to_parquet(staging / f"{name}.parquet", index=False)
         png = _plot_png(result)
         (staging / "equity.png").write_bytes(png)
         (staging / "report.html").write_text(_report_html(result, png))

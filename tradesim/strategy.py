@@ -167,6 +167,11 @@ class Strategy(abc.ABC):
         """The language models used, with their usage (calls, cache hits, tokens, time)."""
         return []
 
+    def side_tables(self) -> dict[str, pd.DataFrame]:
+        """Tables too large for decisions.jsonl (reports, comparisons, rankings), written to the
+        run directory as `<name>.parquet`."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the strategy (resolved parameters, models used)."""
         return {"name": self.name, "params": self.settings, "models": self.models()}

@@ -38,6 +38,7 @@ class Backend(abc.ABC):
     spec: str
     can_generate: bool = True
     reads_instructions: bool = True  # False for encoders: instructions every prompt shares only cost time
+    can_embed: bool = False  # sentence encoders: one vector per text
 
     @property
     @abc.abstractmethod
@@ -51,6 +52,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
         """Greedy continuations of each prompt."""
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit-length vector per text (encoders only)."""
+        raise NotImplementedError(f"{self.spec} does not embed text")
 
     def describe(self) -> dict:
         return {"spec": self.spec, "fingerprint": self.fingerprint}

@@ -25,6 +25,7 @@ class MiniLMBackend(Backend):
     spec = "minilm"
     can_generate = False
     reads_instructions = False
+    can_embed = True
 
     def __init__(self, temperature: float = DEFAULT_TEMPERATURE, device: str = "cpu", batch_size: int = 64):
         if not temperature > 0:
@@ -73,6 +74,9 @@ class MiniLMBackend(Backend):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed(texts)
 
     def choose_batch(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
         prompt_vectors = self.embed(prompts)

@@ -6,6 +6,7 @@ misses reach the model, in chunks that are committed to the cache as they finish
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,6 +89,20 @@ class LanguageModel:
             ],
         )
         return [v["text"] for v in values]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One vector per text (texts x dimensions), through the cache."""
+        if not self.backend.can_embed:
+            raise TradesimError(f"{self.spec} does not embed text (minilm does)")
+        values = self._cached(
+            texts,
+            {"kind": "embed"},
+            lambda chunk: [
+                {"vector": base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode(), "prompt_tokens": 0, "completion_tokens": 0}
+                for v in self.backend.embed_batch(chunk)
+            ],
+        )
+        return np.stack([np.frombuffer(base64.b64decode(v["vector"]), dtype="<f4") for v in values]) if values else np.empty((0, 0))
 
     def _cached(self, prompts: Sequence[str], request: dict[str, Any], compute: Callable[[list[str]], list[dict]]) -> list[dict]:
         keys = [cache_key(self.fingerprint, {**request, "prompt": prompt}) for prompt in prompts]

@@ -126,6 +126,13 @@ class MarketView:
     def sessions(self) -> pd.DatetimeIndex:
         return self._data.sessions[: self._end]
 
+    def at(self, date: pd.Timestamp) -> MarketView:
+        """The view of an earlier session of this view (it reveals less, never more)."""
+        end = int(self.sessions.searchsorted(pd.Timestamp(date), side="right"))
+        if end == 0 or self.sessions[end - 1] != pd.Timestamp(date):
+            raise ValueError(f"{pd.Timestamp(date).date()} is not a session of this view (up to {self.date.date()})")
+        return MarketView(self._data, end)
+
     @property
     def cutoffs(self) -> pd.DatetimeIndex:
         """The decision cutoff (UTC) of each session in the view."""

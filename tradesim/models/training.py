@@ -128,6 +128,7 @@ def fit_or_load(
     device: torch.device | None = None,
     about: dict[str, Any] | None = None,
     home: Path | None = None,
+    batch_size: int = 64,
 ) -> Classifier:
     """`train_classifier`, or the classifier stored before under the same content hash.
 
@@ -148,6 +149,8 @@ def fit_or_load(
         "torch": torch.__version__,
         "about": about or {},
     }
+    if batch_size != 64:
+        settings["batch_size"] = batch_size
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(np.asarray(x.shape, dtype=np.int64).tobytes())
     digest.update(x.tobytes())
@@ -158,7 +161,7 @@ def fit_or_load(
         classifier = _load(store, build, device)
         classifier.record = {"id": model_id, "path": str(store), "loaded": True, "device": str(device)}
         return classifier
-    classifier = train_classifier(build, x, y, seed=seed, epochs=epochs, patience=patience, device=device)
+    classifier = train_classifier(build, x, y, seed=seed, epochs=epochs, patience=patience, device=device, batch_size=batch_size)
     _save(classifier, store, {**settings, "id": model_id, "rows": int(len(x)), "training": asdict(classifier.report)})
     classifier.record = {"id": model_id, "path": str(store), "loaded": False, "device": str(device)}
     return classifier
