@@ -34,6 +34,8 @@ def format_metric(name: str, value) -> str:
         return f"{value * 100:.2f}%"
     if name == "n_trades":
         return str(value)
+    if name == "rank_ic_mean":
+        return f"{value:.3f}"
     return f"{value:.2f}"
 
 

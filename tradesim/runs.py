@@ -9,6 +9,7 @@ from typing import Any
 from tradesim.errors import TradesimError
 
 COMPARED = (
+    ("rank_ic_mean", "RankIC"),
     ("total_return", "total return"),
     ("annual_return", "annual return"),
     ("sharpe", "Sharpe"),
@@ -56,7 +57,38 @@ def explain_decision(run_dir: Path, day: str, ticker: str | None) -> str:
     fill = run["resolved"]["fill"]
     when = "at this session's close (same-close)" if fill == "same-close" else f"at the next session, {fill}"
     lines += ["", f"action: {action[1]} -> target weight {action[0]:g} (filled {when})"]
+    lines += _side_tables(Path(run_dir), day, matching[0]["ticker"])
     return "\n".join(lines)
+
+
+def _side_tables(run_dir: Path, day: str, ticker: str, shown: int = 10) -> list[str]:
+    """A ranking run's reports on the ticker that day, the comparisons it took part in, its rank."""
+    import pandas as pd
+
+    lines: list[str] = []
+    if (run_dir / "reports.parquet").exists():
+        reports = pd.read_parquet(run_dir / "reports.parquet")
+        mine = reports[(reports["date"] == day) & (reports["ticker"] == ticker)]
+        lines += ["", "reports:", *(f"  {row.expert}: {row.report}" for row in mine.itertuples())]
+    if (run_dir / "comparisons.parquet").exists():
+        comparisons = pd.read_parquet(run_dir / "comparisons.parquet")
+        today = comparisons[comparisons["date"] == day]
+        mine = today[(today["a"] == ticker) | (today["b"] == ticker)]
+        lines += ["", f"comparisons ({len(mine)} of {len(today)} that day; P = probability the first returns more):"]
+        for row in mine.head(shown).itertuples():
+            other, p = (row.b, row.p_a_beats_b) if row.a == ticker else (row.a, 1 - row.p_a_beats_b)
+            lines.append(f"  {ticker} vs {other}: {p:.3f} -> {'won' if p > 0.5 else 'lost' if p < 0.5 else 'even'}")
+        if len(mine) > shown:
+            lines.append(f"  ... {len(mine) - shown} more in comparisons.parquet")
+    if (run_dir / "rankings.parquet").exists():
+        rankings = pd.read_parquet(run_dir / "rankings.parquet")
+        today = rankings[rankings["date"] == day]
+        mine = today[today["ticker"] == ticker]
+        if not mine.empty and pd.notna(mine["rank"].iloc[0]):
+            row = mine.iloc[0]
+            lines += ["", f"rank {int(row['rank'])} of {len(today)} (score {row['score']:.3f}; {int(row['comparisons'])} comparisons, "
+                      f"{int(row['cycles'])} cycles that day){'; held' if row['held'] else ''}"]
+    return lines
 
 
 def compare_runs(run_dirs) -> str:
@@ -71,12 +103,15 @@ def compare_runs(run_dirs) -> str:
         run = _read_json(Path(run_dir) / "run.json")
         strategy = run["strategy"]
         label = strategy["name"]
-        router = strategy.get("params", {}).get("router")
-        if router:
-            label += f" ({router})"
+        params = strategy.get("params", {})
+        if params.get("router"):
+            label += f" ({params['router']})"
+        if strategy["name"] == "tradexpert":
+            label += f" ({params['mode']}, {params['ranking'] if params['mode'] == 'rank' else 'rise/fall'}, {params['general_expert']}, experts {params['experts']})"
         if metrics.get("look_ahead"):
             label += " [LOOK-AHEAD]"
-        table.append([Path(run_dir).name, label, *(format_metric(key, metrics.get(key)) for key, _ in COMPARED)])
+        values = {**metrics, "rank_ic_mean": metrics.get("ranking", {}).get("rank_ic_mean")}
+        table.append([Path(run_dir).name, label, *(format_metric(key, values.get(key)) for key, _ in COMPARED)])
         benchmark = benchmark or (metrics["benchmark"], metrics["period"])
         periods.add((metrics["period"]["first_decision"], metrics["period"]["last_session"]))
     if benchmark is not None:

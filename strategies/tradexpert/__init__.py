@@ -405,7 +405,7 @@ class TradExpert(Strategy):
             log[ticker] = {
                 "rank": position.get(ticker),
                 "score": ranking.scores.get(ticker),
-                "news": facts.news_ids.get(ticker, []),
+                "news_ids": facts.news_ids.get(ticker, []),
                 "comparisons": ranking.comparisons,
                 "cycles": ranking.cycles,
             }
@@ -420,7 +420,7 @@ class TradExpert(Strategy):
         log = {}
         for ticker, p in zip(facts.tickers, probabilities):
             self.tables["rankings"].append({"date": day, "ticker": ticker, "rank": None, "score": float(p), "held": rise[ticker], "comparisons": 0, "cycles": 0})
-            log[ticker] = {"rise_probability": float(p), "predicted": "rise" if rise[ticker] else "fall", "news": facts.news_ids.get(ticker, [])}
+            log[ticker] = {"rise_probability": float(p), "predicted": "rise" if rise[ticker] else "fall", "news_ids": facts.news_ids.get(ticker, [])}
         for ticker in self.tickers:
             log.setdefault(ticker, {"rise_probability": None, "predicted": None})
         return Decision(weights, log, scores=dict(zip(facts.tickers, map(float, probabilities))), predictions=rise)

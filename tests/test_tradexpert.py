@@ -1,0 +1,256 @@
+"""TradExpert: experts' point-in-time inputs, both modes, every ranking method, the portfolio rules,
+the General Expert's fitting, factors and fundamentals."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fakes import FakeBackend
+from helpers import synthetic_bars, write_ticker_dir
+from strategies.tradexpert import TradExpert
+from tradesim.backtest import run_backtest
+from tradesim.cli import main
+from tradesim.config import resolve
+from tradesim.errors import TradesimError
+from tradesim.llm import model as model_module
+from tradesim.market import load_market_data
+from tradesim.market.factors import FACTOR_HISTORY, FACTORS, compute_factors
+from tradesim.metrics import prediction_quality, rank_ic
+from tradesim.policies import top_k_dropout
+from tradesim.report import write_run_directory
+
+TICKERS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF")
+FAST = {"epochs": 3, "patience": 2, "hidden": 8, "encoder": "fake:enc"}
+TRAIN_END = "2020-11-02"  # session 219 of 300
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(model_module.BACKENDS, "fake", lambda target, options: FakeBackend(f"fake:{target}"))
+
+
+@pytest.fixture
+def prices(tmp_path):
+    return write_ticker_dir(tmp_path / "prices", synthetic_bars(TICKERS, 300, seed=4))
+
+
+def _news(path, dates, tag=""):
+    rows = [
+        {"ticker": TICKERS[i % len(TICKERS)], "created_at": f"{day.date()}T14:00:00Z", "text": f"headline {i}{tag}"}
+        for i, day in enumerate(dates[::2])
+    ]
+    rows += [{"ticker": "", "created_at": f"{day.date()}T13:00:00Z", "text": f"Fed says {i}{tag}"} for i, day in enumerate(dates[::7])]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _fundamentals(path, restated=None):
+    rows = [
+        {"ticker": t, "period_end": "2020-06-30", "published_at": "2020-07-30", "field": "revenue", "value": 100 + i}
+        for i, t in enumerate(TICKERS)
+    ]
+    rows += [
+        {"ticker": t, "period_end": "2020-09-30", "published_at": "2020-10-29", "field": "revenue", "value": 110 + i}
+        for i, t in enumerate(TICKERS)
+    ]
+    if restated:
+        rows.append({"ticker": "AAA", "period_end": "2020-09-30", "published_at": restated, "field": "revenue", "value": 50})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _run(data, params=None, **config):
+    settings = {"strategy": "tradexpert", "tickers": ",".join(TICKERS), "data": str(data), "train_end": TRAIN_END}
+    settings.update(config)
+    result = run_backtest(resolve({}, {**settings, "params": {**FAST, **(params or {})}}), TradExpert, progress=False)
+    return result
+
+
+def test_changing_data_after_d_changes_no_report_comparison_or_decision_up_to_d(tmp_path, prices):
+    dates = pd.bdate_range("2020-01-02", periods=300)
+    d = dates[250]
+    news = _news(tmp_path / "news.csv", dates)
+    fundamentals = _fundamentals(tmp_path / "f.csv")
+    params = {"general_expert": "fake:ge"}  # zero-shot: every report reaches the model's prompts
+    before = _run(prices, params, news=str(news), fundamentals=str(fundamentals))
+
+    frames = synthetic_bars(TICKERS, 300, seed=4)
+    changed = {}
+    for ticker, frame in frames.items():
+        frame = frame.copy()
+        later = pd.to_datetime(frame["Date"]) > d
+        for column in ("Open", "High", "Low", "Close", "Adj Close"):
+            frame.loc[later, column] *= 3.0  # a different future
+        frame.loc[later, "Volume"] *= 5
+        frame.loc[~later, "Adj Close"] *= 0.5  # a distribution after d restates every earlier adjusted close
+        changed[ticker] = frame
+    changed_prices = write_ticker_dir(tmp_path / "changed", changed)
+    more_news = pd.concat([pd.read_csv(news), pd.read_csv(_news(tmp_path / "later.csv", dates[dates > d], " LATER"))])
+    more_news.to_csv(tmp_path / "news2.csv", index=False)
+    restated = _fundamentals(tmp_path / "f2.csv", restated=str(dates[260].date()))
+    after = _run(changed_prices, params, news=str(tmp_path / "news2.csv"), fundamentals=str(restated))
+
+    for name in ("reports", "comparisons", "rankings"):
+        old = before.strategy.side_tables()[name]
+        new = after.strategy.side_tables()[name]
+        old, new = old[old["date"] <= str(d.date())], new[new["date"] <= str(d.date())]
+        assert len(old) > 0
+        pd.testing.assert_frame_equal(old.reset_index(drop=True), new.reset_index(drop=True))
+    early = [json.dumps(r) for r in before.decisions if r["date"] <= str(d.date())]
+    assert early == [json.dumps(r) for r in after.decisions if r["date"] <= str(d.date())]
+    def late(result):
+        reports = result.strategy.side_tables()["reports"]
+        return reports[reports["date"] > str(d.date())]["report"].tolist()
+
+    assert late(before) != late(after)  # the later data did reach the later reports
+    experts = set(before.strategy.side_tables()["reports"]["expert"])
+    assert experts == {"news", "market", "alpha", "fundamental"}
+
+
+def test_fitting_never_sees_a_test_period_label(tmp_path, prices):
+    base = _run(prices)
+    frames = synthetic_bars(TICKERS, 300, seed=4)
+    for frame in frames.values():
+        later = pd.to_datetime(frame["Date"]) >= pd.Timestamp(TRAIN_END)
+        frame.loc[later, ["Open", "High", "Low", "Close", "Adj Close"]] *= np.linspace(0.5, 2, later.sum())[:, None]
+    changed = _run(write_ticker_dir(tmp_path / "changed", frames))
+    first, second = base.strategy.fitted[0], changed.strategy.fitted[0]
+    assert first["id"] == second["id"]  # same training rows and labels, bit for bit
+    assert second["loaded"] is True
+    assert base.strategy.training_period[1] < TRAIN_END
+
+
+def test_rank_mode_holds_exactly_k_and_reports_rank_ic(tmp_path, prices):
+    result = _run(prices, {"top_k": 2})
+    weights = result.weights
+    assert ((weights > 0).sum(axis=1) == 2).all()
+    assert np.allclose(weights.sum(axis=1), 1.0)
+    assert len(weights) == len(pd.bdate_range("2020-01-02", periods=300)[219:][::5])
+    ranking = result.metrics["ranking"]
+    assert ranking["horizon"] == 5 and ranking["dates"] == len(weights) - 1  # the last has no realized return yet
+    out = write_run_directory(result, tmp_path / "run")
+    rankings = pd.read_parquet(out / "rankings.parquet")
+    assert set(rankings["rank"]) == set(range(1, len(TICKERS) + 1))
+    assert (pd.read_parquet(out / "comparisons.parquet").groupby("date").size() == 15).all()  # all pairs of 6
+
+
+def test_n_drop_limits_names_replaced_per_rebalance(prices):
+    result = _run(prices, {"top_k": 3, "n_drop": 1, "general_expert": "random"})
+    held = [set(row[row > 0].index) for _, row in result.weights.iterrows()]
+    assert all(len(h) == 3 for h in held)
+    assert all(len(now - before) <= 1 for before, now in zip(held, held[1:]))
+    assert any(now != before for before, now in zip(held, held[1:]))
+
+
+def test_top_k_dropout_rules():
+    order = ["A", "B", "C", "D", "E"]
+    assert top_k_dropout(order, set(), 2) == ["A", "B"]
+    assert top_k_dropout(order, {"D", "E"}, 2, n_drop=1) == ["A", "D"]  # E (worst) replaced by A
+    assert top_k_dropout(order, {"D", "E"}, 2, n_drop=0) == ["D", "E"]
+    assert top_k_dropout(["A", "B", "C"], {"Z", "C"}, 2, n_drop=0) == ["A", "C"]  # Z cannot be traded: always replaced
+
+
+@pytest.mark.parametrize("method", ["all-pairs", "bubble", "quicksort", "budgeted"])
+def test_every_ranking_method_runs_in_the_strategy(prices, method):
+    params = {"ranking": method, "general_expert": "random", "top_k": 2}
+    if method == "budgeted":
+        params["budget"] = 9
+    result = _run(prices, params)
+    rankings = result.strategy.side_tables()["rankings"]
+    assert ((result.weights > 0).sum(axis=1) == 2).all()
+    if method == "budgeted":
+        assert rankings["comparisons"].max() <= 9
+
+
+def test_predict_mode_reports_accuracy_and_mcc(prices):
+    result = _run(prices, {"mode": "predict"})
+    prediction = result.metrics["prediction"]
+    assert prediction["predictions"] > 0 and 0 <= prediction["accuracy"] <= 1
+    assert result.weights.isin([0.0, 1 / len(TICKERS)]).all().all()
+
+
+def test_experts_can_be_dropped_and_a_generating_model_writes_reports(prices):
+    result = _run(prices, {"experts": "market,alpha", "general_expert": "random", "expert_model": "fake:writer"})
+    reports = result.strategy.side_tables()["reports"]
+    assert set(reports["expert"]) == {"market", "alpha"}
+    assert not reports["report"].str.startswith("AAA over the last").any()  # the writer's text, not the facts
+    usage = {m["spec"]: m for m in result.strategy.models()}
+    assert usage["fake:writer"]["model_calls"] > 0
+
+
+def test_bad_parameters_get_one_line(prices):
+    with pytest.raises(TradesimError, match="--experts"):
+        _run(prices, {"experts": "news,gossip"})
+    with pytest.raises(TradesimError, match="--budget"):
+        _run(prices, {"budget": 10})
+    with pytest.raises(TradesimError, match="--top-k"):
+        _run(prices, {"top_k": 6})
+
+
+def test_cli_runs_tradexpert_on_all_tickers_of_a_source(tmp_path, prices):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        ["backtest", "--strategy", "tradexpert", "--tickers", "all", "--data", str(prices), "--train-end", TRAIN_END,
+         "--general-expert", "random", "--experts", "market,alpha", "--top-k", "2", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"]["tickers"] == sorted(TICKERS)
+    assert run["config"]["tickers"] == "all"
+    assert "rank_ic_mean" in json.loads((out / "metrics.json").read_text())["ranking"]
+
+
+def test_factors_use_no_later_rows(prices):
+    data = load_market_data(str(prices), TICKERS)
+    full_view = data.view(data.sessions[-1])
+    panel = {name: full_view.field(name) for name in ("open", "high", "low", "close", "volume")}
+    full = compute_factors(panel)
+    for t in (FACTOR_HISTORY + 5, 200):
+        cut = compute_factors({name: frame.iloc[: t + 1] for name, frame in panel.items()})
+        for name in FACTORS:
+            np.testing.assert_allclose(cut[name].iloc[-1], full[name].iloc[t], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_fundamentals_are_seen_only_once_published(tmp_path, prices):
+    path = _fundamentals(tmp_path / "f.csv", restated="2020-12-15")
+    data = load_market_data(str(prices), TICKERS, fundamentals=str(path))
+    def revenue(day):
+        table = data.view(pd.Timestamp(day)).fundamentals()
+        return table.set_index("ticker").loc["AAA", ["value", "previous_value"]].tolist()
+    assert data.view(pd.Timestamp("2020-07-29")).fundamentals().empty  # published 07-30: visible from its evening
+    assert revenue("2020-07-31") == [100, None] or np.isnan(revenue("2020-07-31")[1])
+    assert revenue("2020-10-30") == [110, 100]
+    assert revenue("2020-12-15") == [110, 100]  # a date-only restatement counts from the end of its day
+    assert revenue("2020-12-16") == [50, 100]
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ("ticker,period_end,field,value\nAAA,2020-06-30,revenue,1\n", "missing required column 'published_at'"),
+        ("ticker,period_end,published_at,field,value\nAAA,2020-06-30,2020-05-01,revenue,1\n", "line 2: published_at 2020-05-01 is before"),
+        ("ticker,period_end,published_at,field,value\nAAA,2020-06-30,2020-07-30,revenue,lots\n", "line 2: value 'lots' is not a number"),
+        ("ticker,period_end,published_at,field,value\nAAA,06/31/2020,2020-07-30,revenue,1\n", "line 2: unparseable date"),
+    ],
+)
+def test_bad_fundamentals_files_get_one_line(tmp_path, prices, rows, message):
+    path = tmp_path / "f.csv"
+    path.write_text(rows)
+    with pytest.raises(TradesimError, match=message):
+        load_market_data(str(prices), TICKERS, fundamentals=str(path))
+
+
+def test_rank_ic_and_prediction_quality_on_known_values():
+    dates = pd.date_range("2021-01-01", periods=3)
+    realized = pd.DataFrame([[0.01, 0.02, 0.03], [0.03, 0.02, 0.01], [0.0, 0.1, 0.2]], index=dates, columns=list("ABC"))
+    scores = pd.DataFrame([[1, 2, 3], [1, 2, 3], [np.nan, 2, 3]], index=dates, columns=list("ABC"), dtype=float)
+    quality = rank_ic(scores, realized)
+    assert quality["dates"] == 2 and quality["rank_ic_mean"] == pytest.approx(0.0)  # +1 and -1; the third has 2 names
+    predicted = pd.DataFrame([[1.0, 0.0, np.nan]], index=dates[:1], columns=list("ABC"))
+    truth = pd.DataFrame([[0.01, 0.02, 0.03]], index=dates[:1], columns=list("ABC"))
+    assert prediction_quality(predicted, truth)["accuracy"] == 0.5
