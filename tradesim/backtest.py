@@ -109,13 +109,14 @@ def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, p
 def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bool = True) -> BacktestResult:
     started = time.perf_counter()
     runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
-    if config.tickers:  # parameters are checked before any data is read
-        strategy_class(config.tickers, config.params, config.seed, runtime)
+    # Named tickers: parameters are checked before any data is read; `all`: once the source names them.
+    strategy = strategy_class(config.tickers, config.params, config.seed, runtime) if config.tickers else None
     np.random.seed(config.seed)
     data = load_market_data(
         config.data, config.tickers or ALL_TICKERS, config.start, config.end, config.news, config.cutoff, config.fundamentals
     )
-    strategy = strategy_class(data.tickers, config.params, config.seed, runtime)
+    if strategy is None:
+        strategy = strategy_class(data.tickers, config.params, config.seed, runtime)
     loaded = time.perf_counter()
     notes: list[str] = list(data.notes)
     fill = config.fill

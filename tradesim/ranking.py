@@ -67,7 +67,7 @@ class _Asker:
     def ask(self, pairs: list[tuple[int, int]]) -> np.ndarray:
         if not pairs:
             return np.empty(0)
-        if self.used + len(pairs) > (math.inf if self.budget is None else self.budget):
+        if len(pairs) > self.left:
             raise ValueError(f"{len(pairs)} more comparisons would exceed the budget of {self.budget}")
         answers = np.asarray(self.compare([(self.items[i], self.items[j]) for i, j in pairs]), dtype=float).reshape(-1)
         if len(answers) != len(pairs) or not np.all((answers >= 0) & (answers <= 1)):

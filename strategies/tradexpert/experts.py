@@ -155,8 +155,7 @@ def gather(
         for t in priced:
             texts[t]["news"] = news[t]
     if "market" in experts:
-        printed = view.field("raw_open", 1).iloc[-1], view.field("raw_high", 1).iloc[-1], view.field("raw_low", 1).iloc[-1], view.field("raw_close", 1).iloc[-1]
-        last = pd.DataFrame(dict(zip(("raw_open", "raw_high", "raw_low", "raw_close"), printed)))
+        last = pd.DataFrame({name: view.field(name, 1).iloc[-1] for name in ("raw_open", "raw_high", "raw_low", "raw_close")})
         for t in priced:
             texts[t]["market"] = market_text(t, stats.loc[t], last.loc[t], market_window)
     if alphas is not None:
