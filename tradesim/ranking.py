@@ -72,9 +72,9 @@ class _Asker:
         answers = np.asarray(self.compare([(self.items[i], self.items[j]) for i, j in pairs]), dtype=float).reshape(-1)
         if len(answers) != len(pairs) or not np.all((answers >= 0) & (answers <= 1)):
             raise ValueError("compare must return one probability in [0, 1] per pair")
-        for (i, j), p in zip(pairs, answers):
-            self.results[i, j] = p
-            self.log.append((i, j, float(p)))
+        first, second = np.array(pairs).T
+        self.results[first, second] = answers
+        self.log.extend((i, j, p) for (i, j), p in zip(pairs, answers.tolist()))
         self.rounds += 1
         return answers
 
@@ -120,7 +120,9 @@ def count_cycles(wins: np.ndarray, examples: int = 5) -> tuple[int, list[tuple[i
 def all_pairs(asker: _Asker, candidates: list[int] | None = None) -> tuple[list[int], np.ndarray]:
     """Wins among `candidates` (all items when None), after asking the pairs not yet known."""
     members = list(range(len(asker.items))) if candidates is None else list(candidates)
-    asker.ask([(a, b) for x, a in enumerate(members) for b in members[x + 1 :] if not asker.known(a, b)])
+    asked = ~np.isnan(asker.results[np.ix_(members, members)])
+    unknown = ~(asked | asked.T)
+    asker.ask([(members[x], members[y]) for x, y in zip(*np.nonzero(np.triu(unknown, 1)))])
     wins = asker.beats()[np.ix_(members, members)]
     hard = np.where(np.isnan(wins), 0.0, np.where(wins > 0.5, 1.0, np.where(wins == 0.5, 0.5, 0.0))).sum(axis=1)
     soft = np.nansum(wins, axis=1)

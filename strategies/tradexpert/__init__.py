@@ -264,16 +264,20 @@ class TradExpert(Strategy):
         per_date = max(1, self.settings["max_pairs"] // max(1, len(dates)) // 2)
         rows, labels = [], []
         for date, table in zip(dates, features):
-            realized = forward.loc[date].reindex(table.index)
-            names = [t for t in table.index if np.isfinite(realized[t])]
-            pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if realized[a] != realized[b]]
-            if len(pairs) > per_date:
-                pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), per_date, replace=False))]
-            for a, b in pairs:
-                for first, second in ((a, b), (b, a)):
-                    rows.append(self.pair_input(table.loc[first].to_numpy(), table.loc[second].to_numpy()))
-                    labels.append(float(realized[first] > realized[second]))
-        return np.array(rows), np.array(labels)
+            realized = forward.loc[date].reindex(table.index).to_numpy(dtype=float)
+            known = np.flatnonzero(np.isfinite(realized))
+            values, outcome = table.to_numpy(dtype=float)[known], realized[known]
+            first, second = np.triu_indices(len(known), 1)
+            differ = outcome[first] != outcome[second]
+            first, second = first[differ], second[differ]
+            if len(first) > per_date:
+                chosen = np.sort(rng.choice(len(first), per_date, replace=False))
+                first, second = first[chosen], second[chosen]
+            a = np.concatenate([first, second])  # both orders of every pair
+            b = np.concatenate([second, first])
+            rows.append(self.pair_input(values[a], values[b]))
+            labels.append((outcome[a] > outcome[b]).astype(float))
+        return np.vstack(rows), np.concatenate(labels)
 
     @staticmethod
     def pair_input(a: np.ndarray, b: np.ndarray) -> np.ndarray:

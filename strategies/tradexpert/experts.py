@@ -61,14 +61,24 @@ def market_statistics(view: MarketView, window: int) -> pd.DataFrame:
             "drawdown": close.iloc[-1] / close.iloc[1:].max() - 1,
             "volume_change": volume.iloc[-5:].mean() / volume.mean() - 1,
             "range": ((bars["high"] - bars["low"]) / close).iloc[1:].mean(),
-            "autocorrelation": recent.apply(lambda series: series.autocorr(1) if series.std() > 0 else 0.0),
-        }
+            "autocorrelation": lag_one_autocorrelation(recent.to_numpy(dtype=float)),
+        },
+        index=close.columns,
     )
     complete = close.notna().all() & (volume.notna().all() | ~view.has_ohlc)
     return statistics[complete]
 
 
-def market_text(ticker: str, stats: pd.Series, printed: pd.Series, window: int) -> str:
+def lag_one_autocorrelation(returns: np.ndarray) -> np.ndarray:
+    """Per column: Pearson correlation of returns with the previous session's (0 where either is constant)."""
+    x, y = returns[1:], returns[:-1]
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    scale = np.sqrt((x**2).sum(axis=0) * (y**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale > 0, (x * y).sum(axis=0) / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def market_text(ticker: str, stats: dict[str, float], printed: dict[str, float], window: int) -> str:
     direction = "up" if stats["trend"] >= 0 else "down"
     return (
         f"{ticker} over the last {window} sessions: return {stats['return']:+.2%}, trend {direction} "
@@ -86,8 +96,8 @@ def alpha_values(view: MarketView, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({name: values.iloc[-1] for name, values in factors.items()})
 
 
-def alpha_text(ticker: str, values: pd.Series, ics: dict[str, float]) -> str:
-    parts = [f"{name} = {values[name]:.4g} (IC {ics[name]:+.3f}; {FACTORS[name][0]})" for name in values.index]
+def alpha_text(ticker: str, values: dict[str, float], ics: dict[str, float]) -> str:
+    parts = [f"{name} = {value:.4g} (IC {ics[name]:+.3f}; {FACTORS[name][0]})" for name, value in values.items()]
     return f"Alpha factors of {ticker}: " + "; ".join(parts) + "."
 
 
@@ -114,11 +124,11 @@ def news_texts(view: MarketView, tickers: list[str], sessions: int, max_headline
 
 
 def fundamental_texts(view: MarketView, tickers: list[str]) -> dict[str, str]:
-    latest = view.fundamentals()
+    by_ticker = dict(tuple(view.fundamentals().groupby("ticker", sort=False)))
     texts = {}
     for ticker in tickers:
-        rows = latest[latest["ticker"] == ticker]
-        if rows.empty:
+        rows = by_ticker.get(ticker)
+        if rows is None:
             texts[ticker] = f"No fundamentals published for {ticker}."
             continue
         parts = []
@@ -156,11 +166,13 @@ def gather(
             texts[t]["news"] = news[t]
     if "market" in experts:
         last = pd.DataFrame({name: view.field(name, 1).iloc[-1] for name in ("raw_open", "raw_high", "raw_low", "raw_close")})
+        rows, printed = stats.to_dict("index"), last.to_dict("index")
         for t in priced:
-            texts[t]["market"] = market_text(t, stats.loc[t], last.loc[t], market_window)
+            texts[t]["market"] = market_text(t, rows[t], printed[t], market_window)
     if alphas is not None:
+        rows = alphas.to_dict("index")
         for t in priced:
-            texts[t]["alpha"] = alpha_text(t, alphas.loc[t], ics)
+            texts[t]["alpha"] = alpha_text(t, rows[t], ics)
     if "fundamental" in experts:
         for t, text in fundamental_texts(view, priced).items():
             texts[t]["fundamental"] = text
