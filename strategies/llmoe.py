@@ -18,6 +18,7 @@ import pandas as pd
 
 from tradesim.errors import TradesimError
 from tradesim.learned import LEARNING_PARAMS, LearnedAllInAllOut
+from tradesim.llm.base import Chat
 from tradesim.market.data import MarketView
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.tickers import COMPANY_NAMES
@@ -48,7 +49,7 @@ class RouterInput:
     """What the router is shown for one decision date."""
 
     date: pd.Timestamp
-    prompt: str  # instructions first (shared by every prompt: prefix caching), then the data
+    prompt: Chat  # the instructions as the system part (shared by every prompt: prefix caching), the data as the user part
     data: str  # the sessions alone: what a model that cannot follow instructions is shown
     news: list[dict[str, str]] = field(default_factory=list)
 
@@ -110,7 +111,7 @@ class RouterPrompts:
             lines.append(self.line(label, row, headlines))
         subject = "" if self.anonymize else f"Stock: {self.ticker}\n"
         data = subject + "\n".join(lines) + f"\n{QUESTION}"
-        return RouterInput(date=date, prompt=f"{INSTRUCTIONS}\n\n{data}", data=data, news=used)
+        return RouterInput(date=date, prompt=Chat(INSTRUCTIONS, data), data=data, news=used)
 
 
 class LLMoEStrategy(LearnedAllInAllOut):
@@ -135,7 +136,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
         router = self.settings["router"]
         if router not in ABLATION_ROUTERS and router.partition(":")[0] not in BACKENDS:
             raise TradesimError(
-                f"--router {router!r}: expected a model spec (minilm, hf:<id or dir>, openai:<url>#<model>) "
+                f"--router {router!r}: expected a model spec (minilm, smollm2, hf:<id or dir>, openai:<url>#<model>) "
                 f"or one of {', '.join(ABLATION_ROUTERS)}"
             )
         if self.looks_ahead:
@@ -155,18 +156,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     def router_model(self):
         if self.model is None:
-            from tradesim.llm import load_model
-
-            options: dict[str, Any] = {}
-            if self.settings["router"].startswith("hf:"):
-                options["device"] = self.runtime.device
-            self.model = load_model(
-                self.settings["router"],
-                cache_mode=self.runtime.llm_cache,
-                cache_path=self.runtime.llm_cache_path,
-                progress=self.runtime.progress,
-                **options,
-            )
+            self.model = self.runtime.load_model(self.settings["router"])
         return self.model
 
     def route(self, inputs: list[RouterInput]) -> np.ndarray:
@@ -182,8 +172,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
             realized = self.future_returns.reindex([item.date for item in inputs]).to_numpy()
             return np.where(np.isfinite(realized), (realized > 0).astype(float), np.nan)
         model = self.router_model()
-        texts = [item.prompt if model.reads_instructions else item.data for item in inputs]
-        return model.choose(texts, OPTIONS, DESCRIPTIONS)[:, 0]
+        return model.choose([item.prompt for item in inputs], OPTIONS, DESCRIPTIONS)[:, 0]
 
     def reasons(self, inputs: list[RouterInput], optimistic: np.ndarray) -> list[str]:
         labels = [OPTIONS[0] if p >= 0.5 else OPTIONS[1] for p in optimistic]
@@ -196,7 +185,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
                 f"{label}: closest to the {label.lower()} description (similarity softmax {max(p, 1 - p):.2f}); {router} cannot explain"
                 for label, p in zip(labels, optimistic)
             ]
-        requests = [f"{item.prompt} {label}\n{REASON_REQUEST}" for item, label in zip(inputs, labels)]
+        requests = [Chat(INSTRUCTIONS, f"{item.data} {label}\n{REASON_REQUEST}") for item, label in zip(inputs, labels)]
         return model.generate(requests, max_new_tokens=40)
 
     def fit(self, view: MarketView) -> None:
@@ -249,7 +238,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
                 "reason": reasons.get(index),
                 "news": item.news,
                 "expert": label,
-                "prompt": item.prompt,
+                "prompt": item.prompt.as_text(),
             }
             if self.looks_ahead:
                 log["look_ahead"] = True

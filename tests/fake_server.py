@@ -14,7 +14,8 @@ def optimism(prompt):
 
 
 class FakeServer:
-    """Answers /v1/completions; `faults` is a queue of misbehaviours served before normal answers."""
+    """Answers /v1/completions and /v1/chat/completions (`chat`: "logprobs" with log-probabilities,
+    "plain" without them, "missing" for 404); `faults` is a queue of misbehaviours served first."""
 
     def __init__(self):
         self.faults = []
@@ -22,6 +23,7 @@ class FakeServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay = 0.0
+        self.chat = "logprobs"
         self.lock = threading.Lock()
         server = self
 
@@ -56,13 +58,25 @@ class FakeServer:
                     return self.send(int(fault), b'{"error": "injected"}')
                 if fault == "malformed":
                     return self.send(200, b'{"choices": [')
-                prompt = body["prompt"]
+                chat = self.path.endswith("/chat/completions")
+                if chat and server.chat == "missing":
+                    return self.send(404, b'{"error": "not found"}')
+                prompt = "\n\n".join(m["content"] for m in body["messages"]) if chat else body["prompt"]
                 if body.get("logprobs"):
                     p = optimism(prompt)
                     top = {" Optim": math.log(p * 0.7), "Opt": math.log(p * 0.2), " Pess": math.log((1 - p) * 0.9), " The": math.log(0.01)}
-                    choice = {"text": " Optim", "logprobs": {"top_logprobs": [top]}}
+                    if not chat:
+                        choice = {"text": " Optim", "logprobs": {"top_logprobs": [top]}}
+                    elif server.chat == "plain":
+                        choice = {"message": {"role": "assistant", "content": "Optim"}}
+                    else:
+                        listed = [{"token": t, "logprob": v} for t, v in top.items()]
+                        choice = {"message": {"role": "assistant", "content": "Optim"}, "logprobs": {"content": [{"token": " Optim", "logprob": top[" Optim"], "top_logprobs": listed}]}}
                 else:
-                    choice = {"text": " a reason " + prompt[-5:]}
+                    text = " a reason " + prompt[-5:] + " | after the stop"
+                    for stop in body.get("stop") or ["|"]:
+                        text = text.split(stop)[0] if stop in text else text
+                    choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
                 answer = {"choices": [choice], "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": body["max_tokens"]}}
                 self.send(200, json.dumps(answer).encode())
 

@@ -4,7 +4,7 @@ import hashlib
 
 import numpy as np
 
-from tradesim.llm.base import Backend, Choice, Generation, normalized
+from tradesim.llm.base import Backend, Choice, Generation, cut_at_stop, normalized, prompt_text
 
 
 class FakeBackend(Backend):
@@ -24,7 +24,7 @@ class FakeBackend(Backend):
             raise KeyboardInterrupt
         self.calls.append(list(prompts))
         result = []
-        for prompt in prompts:
+        for prompt in map(prompt_text, prompts):
             seed = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16)
             scores = np.random.default_rng(seed).normal(size=len(options))
             result.append(Choice(probabilities=normalized(scores).tolist(), prompt_tokens=len(prompt.split())))
@@ -37,6 +37,7 @@ class FakeBackend(Backend):
         vectors = np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=16) for t in texts])
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    def generate_batch(self, prompts, max_new_tokens):
+    def generate_batch(self, prompts, max_new_tokens, stop=()):
         self.calls.append(list(prompts))
-        return [Generation(text=prompt[::-1][:max_new_tokens], prompt_tokens=3, completion_tokens=max_new_tokens) for prompt in prompts]
+        texts = [cut_at_stop(prompt_text(prompt)[::-1][:max_new_tokens], stop) for prompt in prompts]
+        return [Generation(text=text, prompt_tokens=3, completion_tokens=max_new_tokens) for text in texts]

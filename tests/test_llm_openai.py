@@ -8,6 +8,7 @@ import pytest
 from fake_server import FakeServer, optimism
 from tradesim.errors import TradesimError
 from tradesim.llm import load_model
+from tradesim.llm.base import Chat
 from tradesim.llm.openai_server import OpenAIBackend, option_probabilities
 
 
@@ -74,3 +75,39 @@ def test_option_probabilities_from_top_tokens():
     np.testing.assert_allclose(missing, [6 / 7, 1 / 7])
     with pytest.raises(TradesimError, match="none of the top tokens"):
         option_probabilities({" The": -1.0}, ["Optimistic", "Pessimistic"], "s")
+
+
+def test_chat_endpoint_with_a_system_message_and_logprobs(server):
+    prompt = Chat("You are the router.", "session 1: Answer:")
+    choice = backend(server).choose_batch([prompt], ["Optimistic", "Pessimistic"], None)[0]
+    assert choice.probabilities[0] == pytest.approx(optimism("You are the router.\n\nsession 1: Answer:"))
+    body = server.requests[0]["body"]
+    assert server.requests[0]["path"] == "/v1/chat/completions"
+    assert body["messages"] == [{"role": "system", "content": "You are the router."}, {"role": "user", "content": "session 1: Answer:"}]
+    assert body["logprobs"] is True and body["top_logprobs"] == 20 and body["max_tokens"] == 1
+
+
+@pytest.mark.parametrize("chat", ["missing", "plain"])
+def test_falls_back_to_completions_when_chat_has_no_logprobs(server, chat):
+    server.chat = chat
+    used = backend(server)
+    prompts = [Chat("Instructions.", f"session {i}: Answer:") for i in range(3)]
+    got = [c.probabilities[0] for c in used.choose_batch(prompts, ["Optimistic", "Pessimistic"], None)]
+    assert got == pytest.approx([optimism(p.as_text()) for p in prompts])
+    paths = [r["path"] for r in server.requests]
+    assert paths.count("/v1/chat/completions") == 1 and paths.count("/v1/completions") == 3  # the chat endpoint is tried once
+    assert server.requests[-1]["body"]["prompt"] == "Instructions.\n\nsession 2: Answer:"
+    assert used.describe()["endpoints"] == ["completions"]
+    forced = backend(server, endpoint="chat")
+    with pytest.raises(TradesimError, match="the chat endpoint gave .*; use endpoint=completions"):
+        forced.choose_batch(prompts[:1], ["Optimistic", "Pessimistic"], None)
+
+
+def test_stop_sequences_reach_the_server_and_the_cache_key(server, tmp_path):
+    model = load_model(f"openai:{server.url}#tiny-model", cache_path=tmp_path / "cache.sqlite", progress=False)
+    assert model.generate(["hello world"], max_new_tokens=9) == ["a reason world"]  # the server's default stop
+    assert model.generate(["hello world"], max_new_tokens=9, stop=["rea"]) == ["a"]
+    assert server.requests[-1]["body"]["stop"] == ["rea"] and server.requests[-1]["path"] == "/v1/chat/completions"
+    assert model.usage.model_calls == 2
+    with pytest.raises(TradesimError, match="endpoint 'rest': expected one of auto, chat, completions"):
+        backend(server, endpoint="rest")

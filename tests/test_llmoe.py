@@ -11,7 +11,7 @@ from fake_server import FakeServer
 from fakes import FakeBackend
 from helpers import synthetic_bars, write_ticker_dir
 from llm_helpers import save_tiny_llama
-from strategies.llmoe import LLMoEStrategy
+from strategies.llmoe import INSTRUCTIONS, LLMoEStrategy
 from tradesim.backtest import run_backtest
 from tradesim.cli import main
 from tradesim.config import resolve
@@ -246,7 +246,10 @@ def test_llmoe_through_an_openai_compatible_server(market, tmp_path):
         server.close()
     rows = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
     assert {row["router_label"] for row in rows} <= {"Optimistic", "Pessimistic"}
-    assert all(request["body"]["prompt"].startswith("You are the router") for request in server.requests)
+    # the chat endpoint: the instructions are the system message, the sessions the user message
+    assert all(request["path"] == "/v1/chat/completions" for request in server.requests)
+    assert all(request["body"]["messages"][0] == {"role": "system", "content": INSTRUCTIONS} for request in server.requests)
+    assert all(request["body"]["messages"][1]["content"].startswith("Stock: MSFT\n") for request in server.requests)
 
 
 def test_llmoe_rejects_bad_settings(market, tmp_path):

@@ -182,6 +182,29 @@ def test_experts_can_be_dropped_and_a_generating_model_writes_reports(prices):
     assert usage["fake:writer"]["model_calls"] > 0
 
 
+def test_each_expert_can_have_its_own_model_and_every_model_reports_its_usage(prices):
+    calls = {}
+
+    def backend(target, options):
+        calls[target] = FakeBackend(f"fake:{target}")
+        return calls[target]
+
+    model_module.BACKENDS["fake"] = backend
+    result = _run(prices, {"experts": "market,alpha", "general_expert": "fake:judge", "expert_model": "fake:writer", "alpha_model": "fake:quant"})
+    # the Alpha expert's prompts reach its own model, the Market expert's the shared one, as system + user messages
+    alpha = [p for batch in calls["quant"].calls for p in batch]
+    market = [p for batch in calls["writer"].calls for p in batch]
+    assert alpha and all(p.system.startswith("You are the Alpha expert") and p.user.startswith("Alpha factors of") for p in alpha)
+    assert market and all(p.system.startswith("You are the Market expert") for p in market)
+    judged = [p for batch in calls["judge"].calls for p in batch]
+    assert judged and all(p.system.startswith("You are the General Expert") and p.user.startswith("Stock A (") for p in judged)
+    reports = result.strategy.side_tables()["reports"]
+    dates = reports["date"].nunique()
+    assert len(alpha) == len(market) == dates * len(TICKERS)  # one report per (ticker, date, expert), however many pairs read it
+    usage = {m["spec"]: m for m in result.strategy.models()}
+    assert set(usage) == {"fake:writer", "fake:quant", "fake:judge"} and all(u["model_calls"] > 0 for u in usage.values())
+
+
 def test_bad_parameters_get_one_line(prices):
     with pytest.raises(TradesimError, match="--experts"):
         _run(prices, {"experts": "news,gossip"})

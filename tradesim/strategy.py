@@ -77,6 +77,14 @@ class Runtime:
     llm_cache_path: str | None = None
     progress: bool = True
 
+    def load_model(self, spec: str):
+        """A model spec loaded with this run's device (for backends that run locally) and cache settings."""
+        from tradesim.llm import load_model
+        from tradesim.llm.model import LOCAL_BACKENDS
+
+        options = {"device": self.device} if spec.partition(":")[0] in LOCAL_BACKENDS else {}
+        return load_model(spec, cache_mode=self.llm_cache, cache_path=self.llm_cache_path, progress=self.progress, **options)
+
 
 @dataclass
 class Decision:

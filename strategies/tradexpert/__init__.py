@@ -23,6 +23,7 @@ import pandas as pd
 
 from strategies.tradexpert.experts import EXPERTS, Facts, gather
 from tradesim.errors import TradesimError
+from tradesim.llm.base import Chat
 from tradesim.market.data import MarketView
 from tradesim.market.factors import FACTOR_HISTORY, compute_factors, information_coefficients, select_factors
 from tradesim.market.features import fill_to_fill_returns
@@ -30,7 +31,7 @@ from tradesim.policies import rebalance_dates, top_k_dropout
 from tradesim.ranking import METHODS, both_orders, rank
 from tradesim.strategy import Decision, Param, Strategy
 
-TEMPLATE_VERSION = "tradexpert/1"
+TEMPLATE_VERSION = "tradexpert/2"  # 2: instructions as the system message
 EXPERT_INSTRUCTIONS = {
     "news": "You are the News expert of a trading team. Summarise what these headlines mean for the stock in two sentences.",
     "market": "You are the Market expert of a trading team. Summarise what this price and volume history says about the stock in two sentences.",
@@ -53,6 +54,8 @@ PREDICT_DESCRIPTIONS = (
     "Rise: the stock has been going up, with gains and good news; the price will rise.",
     "Fall: the stock has been going down, with losses and bad news; the price will fall.",
 )
+REPORT_TOKENS = 80
+REPORT_STOP = ("\n\n",)  # a report is one paragraph
 EMBEDDED_EXPERTS = ("news", "fundamental")  # texts the fitted General Expert reads through the encoder
 EMBEDDING_COMPONENTS = 8  # principal components kept of each embedded report
 
@@ -70,6 +73,7 @@ class TradExpert(Strategy):
         Param("general_expert", str, "fitted", "fitted (trained on the training period), random, or a model spec used zero-shot"),
         Param("encoder", str, "minilm", "the encoder whose report embeddings the fitted General Expert reads"),
         Param("expert_model", str, None, "a model that can generate: turns each expert's facts into its report (default: facts are the report)"),
+        *(Param(f"{expert}_model", str, None, f"the model of the {expert.capitalize()} expert alone (default: --expert-model)") for expert in EXPERTS),
         Param("experts", str, ",".join(EXPERTS), "the experts that report (drop some for the paper's ablation)"),
         Param("alpha_factors", int, 8, "Alpha factors chosen on the training period by |information coefficient|", minimum=1),
         Param("market_window", int, 20, "sessions the Market expert describes", minimum=5),
@@ -109,11 +113,11 @@ class TradExpert(Strategy):
 
         general = settings["general_expert"]
         if general not in ("fitted", "random") and general.partition(":")[0] not in BACKENDS:
-            raise TradesimError(f"--general-expert {general!r}: expected fitted, random or a model spec (minilm, hf:..., openai:...)")
-        for key in ("encoder", "expert_model"):
+            raise TradesimError(f"--general-expert {general!r}: expected fitted, random or a model spec (minilm, smollm2, hf:..., openai:...)")
+        for key in ("encoder", "expert_model", *(f"{e}_model" for e in EXPERTS)):
             spec = settings[key]
             if spec is not None and spec.partition(":")[0] not in BACKENDS:
-                raise TradesimError(f"--{key.replace('_', '-')} {spec!r}: expected a model spec (minilm, hf:..., openai:...)")
+                raise TradesimError(f"--{key.replace('_', '-')} {spec!r}: expected a model spec (minilm, smollm2, hf:..., openai:...)")
 
     @property
     def needs_training(self) -> bool:
@@ -129,12 +133,7 @@ class TradExpert(Strategy):
     # ---------------------------------------------------------------- models
     def model(self, spec: str):
         if spec not in self.models_used:
-            from tradesim.llm import load_model
-
-            options: dict[str, Any] = {"device": self.runtime.device} if spec.startswith("hf:") else {}
-            self.models_used[spec] = load_model(
-                spec, cache_mode=self.runtime.llm_cache, cache_path=self.runtime.llm_cache_path, progress=self.runtime.progress, **options
-            )
+            self.models_used[spec] = self.runtime.load_model(spec)
         return self.models_used[spec]
 
     def models(self) -> list[dict[str, Any]]:
@@ -158,22 +157,24 @@ class TradExpert(Strategy):
             )
             for view in views
         ]
-        if settings["expert_model"]:
-            self.write_reports(gathered)
+        for expert in self.experts:
+            if self.expert_model(expert):
+                self.write_reports(gathered, expert)
         return gathered
 
-    def write_reports(self, gathered: list[Facts]) -> None:
-        """A generating model turns each expert's facts into its report, once per (ticker, date, expert)."""
-        model = self.model(self.settings["expert_model"])
+    def expert_model(self, expert: str) -> str | None:
+        return self.settings[f"{expert}_model"] or self.settings["expert_model"]
+
+    def write_reports(self, gathered: list[Facts], expert: str) -> None:
+        """The expert's model turns its facts into its report, once per (ticker, date)."""
+        spec = self.expert_model(expert)
+        model = self.model(spec)
         if not model.can_generate:
-            raise TradesimError(f"--expert-model {model.spec}: this model cannot generate reports; use an hf: or openai: model")
-        keys, prompts = [], []
-        for facts in gathered:
-            for ticker in facts.tickers:
-                for expert, text in facts.texts[ticker].items():
-                    keys.append((facts, ticker, expert))
-                    prompts.append(f"{EXPERT_INSTRUCTIONS[expert]}\n\n{text}\n\nReport:")
-        for (facts, ticker, expert), report in zip(keys, model.generate(prompts, max_new_tokens=80)):
+            flag = f"--{expert}-model" if self.settings[f"{expert}_model"] else "--expert-model"
+            raise TradesimError(f"{flag} {model.spec}: this model cannot generate reports; use smollm2, an hf: or an openai: model")
+        keys = [(facts, ticker) for facts in gathered for ticker in facts.tickers if expert in facts.texts[ticker]]
+        prompts = [Chat(EXPERT_INSTRUCTIONS[expert], facts.texts[ticker][expert]) for facts, ticker in keys]
+        for (facts, ticker), report in zip(keys, model.generate(prompts, max_new_tokens=REPORT_TOKENS, stop=REPORT_STOP)):
             facts.texts[ticker][expert] = report or facts.texts[ticker][expert]
 
     @staticmethod
@@ -344,10 +345,9 @@ class TradExpert(Strategy):
         model = self.model(general)
         instructions = RANK_INSTRUCTIONS.format(horizon=self.horizon)
 
-        def compare(pairs):
+        def compare(pairs):  # a pair's prompt opens with stock A's reports: pairs sharing A share a prefix
             prompts = [
-                (f"{instructions}\n\n" if model.reads_instructions else "")
-                + f"Stock A ({a}):\n{self.report(facts, a)}\n\nStock B ({b}):\n{self.report(facts, b)}\n\nAnswer:"
+                Chat(instructions, f"Stock A ({a}):\n{self.report(facts, a)}\n\nStock B ({b}):\n{self.report(facts, b)}\n\nAnswer:")
                 for a, b in pairs
             ]
             return model.choose(prompts, RANK_OPTIONS, RANK_DESCRIPTIONS)[:, 0]
@@ -361,10 +361,7 @@ class TradExpert(Strategy):
             return self.general.predict(table.loc[facts.tickers].to_numpy())
         model = self.model(general)
         instructions = PREDICT_INSTRUCTIONS.format(horizon=self.horizon)
-        prompts = [
-            (f"{instructions}\n\n" if model.reads_instructions else "") + f"Stock {t}:\n{self.report(facts, t)}\n\nAnswer:"
-            for t in facts.tickers
-        ]
+        prompts = [Chat(instructions, f"Stock {t}:\n{self.report(facts, t)}\n\nAnswer:") for t in facts.tickers]
         return model.choose(prompts, PREDICT_OPTIONS, PREDICT_DESCRIPTIONS)[:, 0]
 
     # ---------------------------------------------------------------- deciding

@@ -8,13 +8,43 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
 # Bump when the way backends turn a prompt and options into model input changes: it is part of
 # every fingerprint, so old cache entries stop matching.
-PROMPT_FORMAT_VERSION = 1
+PROMPT_FORMAT_VERSION = 2  # 2: a Chat's system part is the system message
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A prompt in two parts: the instructions (the system message) and the data with the question
+    (the user message). Chat models get both as messages; other models read them as one text."""
+
+    system: str
+    user: str
+
+    def as_text(self) -> str:
+        return f"{self.system}\n\n{self.user}" if self.system else self.user
+
+
+Prompt = Union[str, Chat]
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """The prompt as one text (a chat's system part first)."""
+    return prompt if isinstance(prompt, str) else prompt.as_text()
+
+
+def prompt_data(prompt: Prompt) -> str:
+    """What a reader without instructions (a sentence encoder) needs: the user part of a chat."""
+    return prompt if isinstance(prompt, str) else prompt.user
+
+
+def prompt_key(prompt: Prompt) -> str | dict[str, str]:
+    """The prompt as it enters a cache key (a plain string stays itself)."""
+    return prompt if isinstance(prompt, str) else {"system": prompt.system, "user": prompt.user}
 
 
 @dataclass
@@ -46,12 +76,12 @@ class Backend(abc.ABC):
         """Identifies the exact model and prompt formatting; part of every cache key."""
 
     @abc.abstractmethod
-    def choose_batch(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
-        """Probabilities of each option as the answer to each prompt."""
+    def choose_batch(self, prompts: Sequence[Prompt], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
+        """Probabilities of each option as the answer to each prompt (a text or a `Chat`)."""
 
     @abc.abstractmethod
-    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
-        """Greedy continuations of each prompt."""
+    def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
+        """Greedy continuations of each prompt, cut before the first of `stop` when given."""
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         """One unit-length vector per text (encoders only)."""
@@ -59,6 +89,12 @@ class Backend(abc.ABC):
 
     def describe(self) -> dict:
         return {"spec": self.spec, "fingerprint": self.fingerprint}
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to the first occurrence of any stop sequence."""
+    positions = [text.find(s) for s in stop if s and s in text]
+    return text[: min(positions)] if positions else text
 
 
 def normalized(log_probabilities: np.ndarray) -> np.ndarray:

