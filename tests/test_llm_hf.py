@@ -165,3 +165,28 @@ def test_smollm2_follows_a_chat_prompt(tmp_path, monkeypatch):
     prompt = Chat("Answer with one word: Rise or Fall.", "The company beat earnings and raised guidance; the shares jumped 9%. Will the stock rise or fall?")
     assert model.choose([prompt], ["Rise", "Fall"])[0, 0] > 0.5
     assert model.spec == "smollm2" and model.generate([prompt], max_new_tokens=8)[0]
+
+
+def test_lora_learns_the_labels_stores_the_adapter_and_reloads_it(tmp_path, monkeypatch):
+    from tradesim.llm.lora import LoraSettings, fine_tune
+
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    model_dir = save_tiny_llama(tmp_path / "llama")
+    prompts = [Chat("Answer Rise or Fall.", f"Stock {i}: {'up up good' if i % 2 else 'down down bad'} close {100 + i}") for i in range(32)]
+    labels = [0 if i % 2 else 1 for i in range(32)]
+    settings = LoraSettings(epochs=6, learning_rate=3e-3, batch_size=8)
+    model = load_model(f"hf:{model_dir}", cache_path=tmp_path / "cache.sqlite", progress=False)
+    base_fingerprint = model.fingerprint
+    before = model.choose(prompts, ["Rise", "Fall"])[np.arange(32), labels].mean()
+    record = fine_tune(model, prompts, labels, ["Rise", "Fall"], settings)
+    after = model.choose(prompts, ["Rise", "Fall"])
+    assert record["trained"] and record["epoch_losses"][-1] < record["epoch_losses"][0]
+    assert after[np.arange(32), labels].mean() > before + 0.2
+    assert model.fingerprint != base_fingerprint and record["content_hash"] in model.fingerprint
+    # a fresh process: the stored adapter is found by its content hash and gives the same answers
+    again = load_model(f"hf:{model_dir}", cache_path=tmp_path / "other.sqlite", progress=False)
+    reloaded = fine_tune(again, prompts, labels, ["Rise", "Fall"], settings)
+    assert not reloaded["trained"] and again.fingerprint == model.fingerprint
+    np.testing.assert_allclose(again.choose(prompts, ["Rise", "Fall"]), after, atol=1e-6)
+    other = fine_tune(load_model(f"hf:{model_dir}", progress=False, cache_path=tmp_path / "o.sqlite"), prompts, labels[::-1], ["Rise", "Fall"], settings)
+    assert other["content_hash"] != record["content_hash"]  # other labels, another adapter

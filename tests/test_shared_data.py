@@ -1,5 +1,6 @@
 """Real-data tier: the public datasets in ../shared/data. Skipped when they are absent."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,6 @@ def test_full_history_file_with_timestamp_column():
 
 def test_llmoe_on_stocknet_prices_and_tweets(tmp_path, monkeypatch):
     """The issue's real-news run, on the offline router: tweets reach prompts, only once visible."""
-    import json
-
     from click.testing import CliRunner
 
     from tradesim.cli import main
@@ -106,3 +105,55 @@ def test_the_embedded_sample_is_rebuilt_byte_for_byte_by_its_script(tmp_path):
     shipped = repository / "tradesim" / "data" / "stocknet"
     for name in ("prices.csv.xz", "news.jsonl.xz", "LICENSE", "README.md"):
         assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
+
+
+def _cli(tmp_path, monkeypatch, *args):
+    from click.testing import CliRunner
+
+    from tradesim.cli import main
+
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(main, ["backtest", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_tradexpert_reads_stocknet_tweets_as_news_only_once_visible(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    result = _cli(
+        tmp_path, monkeypatch, "--strategy", "tradexpert", "--tickers", "all", "--data", STOCKNET / "price_raw", "--news", STOCKNET / "tweets",
+        "--start", "2014-09-01", "--end", "2015-12-31", "--train-end", "2015-09-01", "--general-expert", "random", "--experts", "news,market",
+        "--out", out,
+    )
+    assert "left out (GMRE)" in result.output  # --tickers all: a ticker listed only outside the dates is not part of the run
+    reports = pd.read_parquet(out / "reports.parquet")
+    news = reports[reports["expert"] == "news"]
+    assert news["ticker"].nunique() == 87 and (~news["report"].str.startswith("No news")).mean() > 0.7
+    data = load_market_data(str(STOCKNET / "price_raw"), ["AAPL"], start="2015-01-01", end="2015-12-31", news=str(STOCKNET / "tweets"))
+    rows = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
+    visible = data.news.set_index("id")["visible_at"]
+    for row in rows:
+        if row["ticker"] == "AAPL" and row["news_ids"]:
+            cutoff = data.view(pd.Timestamp(row["date"])).cutoff
+            assert all(visible[i] < cutoff for i in row["news_ids"])
+
+
+@pytest.mark.parametrize("mode,ranking", [("rank", "all-pairs"), ("rank", "budgeted"), ("rank", "bubble"), ("rank", "quicksort"), ("predict", None)])
+def test_tradexpert_fits_on_sp500_in_both_modes_with_every_ranking(tmp_path, monkeypatch, mode, ranking):
+    out = tmp_path / "run"
+    tickers = "AAPL,MSFT,AMZN,GOOGL,JPM,JNJ,XOM,PG,NVDA,TSLA,KO,PFE,INTC,CSCO,WMT,BAC"
+    _cli(
+        tmp_path, monkeypatch, "--strategy", "tradexpert", "--tickers", tickers, "--data", SP500 / "sp500_top100_daily_2012_2021.csv",
+        "--start", "2018-01-01", "--end", "2020-06-30", "--train-end", "2020-01-02", "--experts", "market,alpha", "--mode", mode,
+        *(["--ranking", ranking] if ranking else []), "--epochs", "10", "--out", out,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    rankings = pd.read_parquet(out / "rankings.parquet")
+    assert 24 <= rankings["date"].nunique() <= 26  # weekly over the first half of 2020
+    if mode == "rank":
+        assert rankings.groupby("date")["held"].sum().eq(5).all()
+        assert -1 <= metrics["ranking"]["rank_ic_mean"] <= 1
+        if ranking == "all-pairs":
+            assert (rankings["comparisons"] == 120).all()
+    else:
+        assert 0 <= metrics["prediction"]["accuracy"] <= 1 and metrics["prediction"]["predictions"] > 100

@@ -277,3 +277,33 @@ def test_rank_ic_and_prediction_quality_on_known_values():
     predicted = pd.DataFrame([[1.0, 0.0, np.nan]], index=dates[:1], columns=list("ABC"))
     truth = pd.DataFrame([[0.01, 0.02, 0.03]], index=dates[:1], columns=list("ABC"))
     assert prediction_quality(predicted, truth)["accuracy"] == 0.5
+
+
+@pytest.mark.parametrize("mode", ["predict", "rank"])
+def test_lora_fine_tunes_an_hf_general_expert_on_training_labels_only(tmp_path, prices, mode):
+    from llm_helpers import save_tiny_llama
+
+    model_dir = save_tiny_llama(tmp_path / "tiny")
+    params = {"mode": mode, "general_expert": f"hf:{model_dir}", "fine_tune": "lora", "lora_examples": 24, "experts": "market",
+              "rebalance_every": 5, "top_k": 2}
+    first = _run(prices, params)
+    record = first.strategy.describe()["fitted_models"][-1]
+    assert record["role"] == "lora" and record["trained"] and record["examples"] == 24 and len(record["epoch_losses"]) == 1
+    adapter = tmp_path / "home" / "models" / record["content_hash"]
+    assert (adapter / "adapter_config.json").is_file()
+    model = first.strategy.models()[0]
+    assert json.loads(model["fingerprint"])["adapter"] == record["content_hash"] and model["model_calls"] > 0
+
+    # test-period prices change: the adapter (its hash covers every prompt and label) is the same one, loaded
+    frames = synthetic_bars(TICKERS, 300, seed=4)
+    for frame in frames.values():
+        later = pd.to_datetime(frame["Date"]) >= pd.Timestamp(TRAIN_END)
+        frame.loc[later, ["Open", "High", "Low", "Close", "Adj Close"]] *= np.linspace(0.5, 2, later.sum())[:, None]
+    again = _run(write_ticker_dir(tmp_path / "changed", frames), params)
+    reloaded = again.strategy.describe()["fitted_models"][-1]
+    assert reloaded["content_hash"] == record["content_hash"] and not reloaded["trained"]
+
+
+def test_lora_needs_a_local_general_expert(prices):
+    with pytest.raises(TradesimError, match="--fine-tune lora: needs --general-expert to be a local model"):
+        _run(prices, {"general_expert": "fitted", "fine_tune": "lora"})

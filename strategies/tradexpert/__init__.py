@@ -71,6 +71,10 @@ class TradExpert(Strategy):
         Param("rebalance_every", int, 5, "sessions between decisions, and the horizon compared or predicted", minimum=1),
         Param("n_drop", int, None, "replace at most this many held tickers per rebalance (qlib's TopkDropout)", minimum=0),
         Param("general_expert", str, "fitted", "fitted (trained on the training period), random, or a model spec used zero-shot"),
+        Param("fine_tune", str, "none", "lora: fine-tune the --general-expert model (hf: or smollm2) with LoRA on the training period", ("none", "lora")),
+        Param("lora_rank", int, 8, "LoRA rank (--fine-tune lora)", minimum=1),
+        Param("lora_epochs", int, 1, "passes over the LoRA training prompts", minimum=1),
+        Param("lora_examples", int, 2000, "training prompts sampled at most for LoRA (pairs in both orders, or tickers)", minimum=2),
         Param("encoder", str, "minilm", "the encoder whose report embeddings the fitted General Expert reads"),
         Param("expert_model", str, None, "a model that can generate: turns each expert's facts into its report (default: facts are the report)"),
         *(Param(f"{expert}_model", str, None, f"the model of the {expert.capitalize()} expert alone (default: --expert-model)") for expert in EXPERTS),
@@ -109,11 +113,13 @@ class TradExpert(Strategy):
                 raise TradesimError(f"--top-k {settings['top_k']}: must be fewer than the {len(self.tickers)} tickers ranked")
         if settings["budget"] is not None and settings["ranking"] != "budgeted":
             raise TradesimError(f"--budget: only the budgeted ranking takes a budget (--ranking {settings['ranking']} compares what it must)")
-        from tradesim.llm.model import BACKENDS
+        from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
 
         general = settings["general_expert"]
         if general not in ("fitted", "random") and general.partition(":")[0] not in BACKENDS:
             raise TradesimError(f"--general-expert {general!r}: expected fitted, random or a model spec (minilm, smollm2, hf:..., openai:...)")
+        if settings["fine_tune"] == "lora" and general.partition(":")[0] not in LOCAL_BACKENDS:
+            raise TradesimError(f"--fine-tune lora: needs --general-expert to be a local model (smollm2 or hf:...), not {general!r}")
         for key in ("encoder", "expert_model", *(f"{e}_model" for e in EXPERTS)):
             spec = settings[key]
             if spec is not None and spec.partition(":")[0] not in BACKENDS:
@@ -247,6 +253,8 @@ class TradExpert(Strategy):
             self.ics = {name: float(ics.loc[name, "ic_mean"]) for name in self.factors}
             self.factor_table = ics
         self.training_period = (str(labelled[0].date()), str(labelled[-1].date()))
+        if settings["fine_tune"] == "lora":
+            self.fine_tune(view, forward, labelled)
         if settings["general_expert"] != "fitted":
             return
         gathered = self.facts([view.at(date) for date in labelled])
@@ -258,6 +266,39 @@ class TradExpert(Strategy):
             rows, labels = self.single_rows(features, forward, labelled)
         self.input_columns = rows.shape[1]
         self.general = self.train(rows, labels)
+
+    def fine_tune(self, view: MarketView, forward: pd.DataFrame, dates) -> None:
+        """LoRA-fit the General Expert's model to answer the training prompts with their realized labels
+        (A when stock A returned more over the horizon; Rise when the return was positive)."""
+        from tradesim.llm.lora import LoraSettings, fine_tune
+
+        settings = self.settings
+        rng = np.random.default_rng(self.seed)
+        examples: list[tuple[Facts, tuple[str, ...], int]] = []
+        for facts in self.facts([view.at(date) for date in dates]):
+            realized = forward.loc[facts.date]
+            known = [t for t in facts.tickers if np.isfinite(realized[t])]
+            if settings["mode"] == "rank":
+                for i, a in enumerate(known):
+                    for b in known[i + 1 :]:
+                        if realized[a] != realized[b]:
+                            winner = int(realized[a] < realized[b])  # 0: A did better
+                            examples += [(facts, (a, b), winner), (facts, (b, a), 1 - winner)]
+            else:
+                examples += [(facts, (t,), int(realized[t] <= 0)) for t in known]
+        if len(examples) > settings["lora_examples"]:
+            examples = [examples[i] for i in sorted(rng.choice(len(examples), settings["lora_examples"], replace=False))]
+        prompts = [self.pair_prompt(facts, *names) if len(names) == 2 else self.single_prompt(facts, names[0]) for facts, names, _ in examples]
+        options = RANK_OPTIONS if settings["mode"] == "rank" else PREDICT_OPTIONS
+        lora = LoraSettings(rank=settings["lora_rank"], alpha=2 * settings["lora_rank"], epochs=settings["lora_epochs"], seed=self.seed)
+        self.fitted.append(fine_tune(self.model(settings["general_expert"]), prompts, [label for *_, label in examples], options, lora))
+
+    def pair_prompt(self, facts: Facts, a: str, b: str) -> Chat:
+        # a pair's prompt opens with stock A's reports: pairs sharing A share a prefix
+        return Chat(RANK_INSTRUCTIONS.format(horizon=self.horizon), f"Stock A ({a}):\n{self.report(facts, a)}\n\nStock B ({b}):\n{self.report(facts, b)}\n\nAnswer:")
+
+    def single_prompt(self, facts: Facts, ticker: str) -> Chat:
+        return Chat(PREDICT_INSTRUCTIONS.format(horizon=self.horizon), f"Stock {ticker}:\n{self.report(facts, ticker)}\n\nAnswer:")
 
     def pair_rows(self, features: list[pd.DataFrame], forward: pd.DataFrame, dates) -> tuple[np.ndarray, np.ndarray]:
         """Pairs of tickers on each training date, in both orders: [a - b, a, b] -> 1 when a returned more."""
@@ -343,14 +384,9 @@ class TradExpert(Strategy):
                 return self.general.predict(self.pair_input(a, b))
             return both_orders(compare)
         model = self.model(general)
-        instructions = RANK_INSTRUCTIONS.format(horizon=self.horizon)
 
-        def compare(pairs):  # a pair's prompt opens with stock A's reports: pairs sharing A share a prefix
-            prompts = [
-                Chat(instructions, f"Stock A ({a}):\n{self.report(facts, a)}\n\nStock B ({b}):\n{self.report(facts, b)}\n\nAnswer:")
-                for a, b in pairs
-            ]
-            return model.choose(prompts, RANK_OPTIONS, RANK_DESCRIPTIONS)[:, 0]
+        def compare(pairs):
+            return model.choose([self.pair_prompt(facts, a, b) for a, b in pairs], RANK_OPTIONS, RANK_DESCRIPTIONS)[:, 0]
         return both_orders(compare)
 
     def rise_probabilities(self, facts: Facts, table: pd.DataFrame | None) -> np.ndarray:
@@ -360,9 +396,7 @@ class TradExpert(Strategy):
         if general == "fitted":
             return self.general.predict(table.loc[facts.tickers].to_numpy())
         model = self.model(general)
-        instructions = PREDICT_INSTRUCTIONS.format(horizon=self.horizon)
-        prompts = [Chat(instructions, f"Stock {t}:\n{self.report(facts, t)}\n\nAnswer:") for t in facts.tickers]
-        return model.choose(prompts, PREDICT_OPTIONS, PREDICT_DESCRIPTIONS)[:, 0]
+        return model.choose([self.single_prompt(facts, t) for t in facts.tickers], PREDICT_OPTIONS, PREDICT_DESCRIPTIONS)[:, 0]
 
     # ---------------------------------------------------------------- deciding
     def decide(self, view: MarketView) -> Decision:

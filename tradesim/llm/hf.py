@@ -134,6 +134,13 @@ class HFBackend(Backend):
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    def apply_adapter(self, directory: Path, content_hash: str) -> None:
+        """Merge a stored LoRA adapter into the weights; its content hash joins the fingerprint."""
+        from peft import PeftModel
+
+        self.model = PeftModel.from_pretrained(self.model, str(directory)).merge_and_unload().eval()
+        self._fingerprint = json.dumps({**json.loads(self._fingerprint), "adapter": content_hash}, sort_keys=True)
+
     def describe(self) -> dict:
         described = {**super().describe(), "device": str(self.device), "dtype": str(self.torch_dtype)}
         if self.device.type == "cuda":
