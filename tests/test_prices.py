@@ -111,3 +111,16 @@ def test_empty_range_and_unknown_ticker(tmp_path, frames):
     long = write_long_file(tmp_path / "long.csv", frames)
     with pytest.raises(TradesimError, match=r"unknown ticker ZZZ \(the file has AAA, BBB\)"):
         load_market_data(str(long), ["ZZZ"])
+
+
+def test_tickers_all_leaves_out_a_ticker_without_bars_in_the_dates_but_a_named_one_is_an_error(tmp_path):
+    frames = synthetic_bars(("AAA", "BBB"), 300, seed=1)
+    frames["LATE"] = synthetic_bars(("LATE",), 40, seed=2, start="2021-06-01")["LATE"]
+    folder = write_ticker_dir(tmp_path / "prices", frames)
+    data = load_market_data(str(folder), "all", end="2020-12-31")
+    assert data.tickers == ("AAA", "BBB") and "LATE" not in data.details
+    assert any("1 tickers have no bars between the start and 2020-12-31 and are left out (LATE)" in note for note in data.notes)
+    with pytest.raises(TradesimError, match="no bars for LATE between the start and 2020-12-31"):
+        load_market_data(str(folder), ["AAA", "LATE"], end="2020-12-31")
+    with pytest.raises(TradesimError, match="no ticker has bars between 2030-01-01 and the end"):
+        load_market_data(str(folder), "all", start="2030-01-01")
