@@ -302,6 +302,8 @@ def test_lora_fine_tunes_an_hf_general_expert_on_training_labels_only(tmp_path, 
     again = _run(write_ticker_dir(tmp_path / "changed", frames), params)
     reloaded = again.strategy.describe()["fitted_models"][-1]
     assert reloaded["content_hash"] == record["content_hash"] and not reloaded["trained"]
+    compared = CliRunner().invoke(main, ["compare", str(write_run_directory(first, tmp_path / "run"))])
+    assert compared.exit_code == 0 and f"hf:{model_dir} + LoRA, experts market)" in compared.output
 
 
 def test_lora_needs_a_local_general_expert(prices):

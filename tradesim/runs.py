@@ -107,7 +107,8 @@ def compare_runs(run_dirs) -> str:
         if params.get("router"):
             label += f" ({params['router']})"
         if strategy["name"] == "tradexpert":
-            label += f" ({params['mode']}, {params['ranking'] if params['mode'] == 'rank' else 'rise/fall'}, {params['general_expert']}, experts {params['experts']})"
+            general = params["general_expert"] + (" + LoRA" if params.get("fine_tune") == "lora" else "")
+            label += f" ({params['mode']}, {params['ranking'] if params['mode'] == 'rank' else 'rise/fall'}, {general}, experts {params['experts']})"
         if metrics.get("look_ahead"):
             label += " [LOOK-AHEAD]"
         values = {**metrics, "rank_ic_mean": metrics.get("ranking", {}).get("rank_ic_mean")}
