@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from strategies.baselines import BuyAndHold, Momentum, Signals
+from strategies.finteam import FinTeam
 from strategies.llmoe import LLMoEStrategy
 from strategies.neural import LSTMStrategy, MLPStrategy, MoEGateStrategy
 from strategies.tradexpert import TradExpert
@@ -10,7 +11,7 @@ from tradesim.errors import TradesimError
 from tradesim.strategy import Strategy
 
 REGISTRY: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (LLMoEStrategy, TradExpert, MLPStrategy, LSTMStrategy, MoEGateStrategy, BuyAndHold, Momentum, Signals)
+    cls.name: cls for cls in (LLMoEStrategy, TradExpert, FinTeam, MLPStrategy, LSTMStrategy, MoEGateStrategy, BuyAndHold, Momentum, Signals)
 }
 
 

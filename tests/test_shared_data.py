@@ -157,3 +157,33 @@ def test_tradexpert_fits_on_sp500_in_both_modes_with_every_ranking(tmp_path, mon
             assert (rankings["comparisons"] == 120).all()
     else:
         assert 0 <= metrics["prediction"]["accuracy"] <= 1 and metrics["prediction"]["predictions"] > 100
+
+
+def test_finteam_standard_splits_and_the_flare_check_row():
+    from tradesim.finteam.quant import flare_rows, format_rows, read_price_source
+    from tradesim.finteam.tasks import load_splits
+
+    aapl = read_price_source(STOCKNET / "price_raw")["AAPL"]
+    assert format_rows(flare_rows(aapl).loc["2014-01-02":"2014-01-02"]) == ["2014-01-02,0.5,0.7,-0.2,-1.4,-1.4,1.0,0.8,0.8,1.1,0.8,-0.3"]
+    fpb, flare = load_splits("fpb", SHARED)
+    assert (len(fpb.test), len(flare.test)) == (970, 774)
+    assert len(load_splits("fiqa-sa", SHARED)[0].test) == 235
+    assert [len(s.test) for s in load_splits("fomc", SHARED)] == [496, 496, 496]
+    acl18 = load_splits("acl18", SHARED, acl18_train_limit=None)[0]
+    assert len(acl18.test) == 3720  # StockNet's test set size
+    assert acl18.train["target"].max() < pd.Timestamp("2015-08-01") <= acl18.valid["target"].min()
+
+
+def test_finteam_corpora_are_decontaminated_and_cut_off():
+    from tradesim.finteam.corpora import Decontaminator, benchmark_sentences, expert_corpora, sentences
+
+    cutoff = pd.Timestamp("2015-08-01")
+    prices = {"stocknet": STOCKNET / "price_raw", "sp500": SP500 / "sp500_top100_daily_2012_2021.csv"}
+    corpora = expert_corpora(SHARED / "corpora", SHARED / "sentiment", prices, cutoff)
+    records = {c.spec.key: c.record for c in corpora}
+    assert records["macro/minutes"]["removed_sentences"]["fomc"] > 1000  # the README counts 1,080 verbatim
+    assert all(r["latest_public"] is None or r["latest_public"] < "2015-08-01" for r in records.values())
+    fomc = Decontaminator()
+    fomc.add("fomc", benchmark_sentences(SHARED / "sentiment")["fomc"])
+    minutes = next(c for c in corpora if c.spec.key == "macro/minutes")
+    assert not any(fomc.match(s) for text in minutes.train[:20] for s in sentences(text))

@@ -214,3 +214,97 @@ def compare(run_dirs: tuple[Path, ...]) -> None:
     from tradesim.runs import compare_runs
 
     click.echo(compare_runs(run_dirs))
+
+
+SHARED_DEFAULT = "../shared/data"
+
+
+def _shared(path: str) -> Path:
+    shared = Path(path)
+    if not shared.is_dir():
+        raise TradesimError(f"--shared {path}: no such directory (the layout of ../shared/data: corpora/, sentiment/, stocknet/, sp500/)")
+    return shared
+
+
+@main.group("finteam")
+def finteam_group() -> None:
+    """FinTeamExperts: build the role experts and the gated team."""
+
+
+@finteam_group.command("build")
+@click.option("--shared", default=SHARED_DEFAULT, show_default=True, help="Folder holding corpora/, sentiment/, stocknet/ and sp500/.")
+@click.option("--backbone", default="minilm", show_default=True, help="minilm (encoder, masked-LM), smollm2 or hf:<id or dir> (causal: next-token).")
+@click.option("--cutoff", default="2015-08-01", show_default=True, help="Only text and price rows public before this date are used.")
+@click.option("--steps", type=click.IntRange(1), default=200, show_default=True, help="Stage-1 steps per expert.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Stage-1 blocks per step.")
+@click.option("--block-length", type=click.IntRange(8), default=128, show_default=True, help="Stage-1 tokens per block.")
+@click.option("--learning-rate", type=float, default=2e-4, show_default=True, help="Stage-1 learning rate.")
+@click.option("--lora-rank", type=click.IntRange(0), default=0, show_default=True, help="Causal backbones: LoRA rank for stage 1 (0: every weight).")
+@click.option("--team-steps", type=click.IntRange(1), default=3000, show_default=True, help="Stage-2 steps (one batch of one task each).")
+@click.option("--balance", type=float, default=0.1, show_default=True, help="Weight of the batch-mean usage entropy (keeps experts in use).")
+@click.option("--sharpness", type=float, default=0.0, show_default=True, help="Weight of the per-sample routing entropy penalty (keeps routing decisive).")
+@click.option("--tasks", default="all", show_default=True, help="Tasks the team is tuned on: fpb, fiqa-sa, fomc, acl18 (comma-separated) or all.")
+@click.option("--acl18-train-limit", type=click.IntRange(2), default=1200, show_default=True, help="ACL18 training examples sampled (stratified).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
+def finteam_build(shared: str, backbone: str, cutoff: str, tasks: str, device: str, **values) -> None:
+    """Stage 1 (each expert pre-trained on its role corpus) and stage 2 (the gated team), stored
+    under $TRADESIM_HOME/models/; the same inputs load instead of training."""
+    import time
+
+    import pandas as pd
+
+    from tradesim.finteam.build import BuildSettings, build, loss_table_text, with_overrides
+    from tradesim.finteam.evaluate import resolve_tasks
+
+    try:
+        pd.Timestamp(cutoff)
+    except ValueError:
+        raise TradesimError(f"--cutoff {cutoff!r}: expected a date YYYY-MM-DD") from None
+    started = time.perf_counter()
+    settings = with_overrides(BuildSettings(), backbone=backbone, cutoff=str(pd.Timestamp(cutoff).date()), tasks=resolve_tasks(tasks), **{
+        ("team_steps" if k == "team_steps" else f"team_{k}" if k in ("balance", "sharpness") else k): v for k, v in values.items()
+    })
+    result = build(settings, _shared(shared), device=device, echo=click.echo)
+    click.echo(loss_table_text(result.meta))
+    click.echo(f"team: {result.directory} (cut-off {result.meta['cutoff']}, {time.perf_counter() - started:.0f} s)")
+
+
+@main.command("evaluate")
+@click.argument("model")
+@click.option("--task", default="all", show_default=True, help="fpb, fiqa-sa, fomc, acl18 (comma-separated) or all.")
+@click.option("--shared", default=SHARED_DEFAULT, show_default=True, help="Folder holding sentiment/ and stocknet/.")
+@click.option("--baseline-steps", type=click.IntRange(0), default=200, show_default=True, help="Steps of the fine-tuned single-model baseline (0: leave it out).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
+@click.option("--llm-cache", type=click.Choice(CACHE_MODES), default="readwrite", show_default=True, help="Decision cache mode (model specs).")
+@click.option("--out", help="Where to write evaluation.json, table.txt and predictions.parquet (default runs/<UTC time>-evaluate-<model>/).")
+def evaluate(model: str, task: str, shared: str, baseline_steps: int, device: str, llm_cache: str, out: str | None) -> None:
+    """Evaluate MODEL on FPB, FiQA-SA, FOMC and ACL18. MODEL is `finteam` (the default build,
+    built first if needed), a build directory from `tradesim finteam build`, or a model spec
+    (hf:..., openai:..., smollm2, minilm) scored zero-shot over the label words."""
+    from datetime import datetime, timezone
+
+    from tradesim.finteam.evaluate import FineTuneSettings, evaluate_build, evaluate_spec, resolve_tasks, results_table, write_evaluation
+    from tradesim.report import check_run_dir
+
+    tasks = resolve_tasks(task)
+    root = _shared(shared)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    label = "finteam" if model == "finteam" or Path(model).is_dir() else model.replace("/", "_").replace(":", "_")[:40]
+    target = Path(out) if out else Path("runs") / f"{stamp}-evaluate-{label}"
+    check_run_dir(target, False)
+    predictions = None
+    if model == "finteam" or Path(model).is_dir():
+        from tradesim.finteam.build import Build, BuildSettings, build
+
+        built = build(BuildSettings(), root, device=device, echo=click.echo) if model == "finteam" else Build.load(Path(model))
+        fine_tune = FineTuneSettings(steps=baseline_steps)
+        results, predictions = evaluate_build(built, root, tasks, fine_tune, device=device, echo=click.echo)
+        meta = {"model": str(built.directory), "cutoff": built.meta["cutoff"], "build": built.meta["content_hash"], "baseline_steps": baseline_steps}
+    else:
+        from tradesim.strategy import Runtime
+
+        results, described = evaluate_spec(model, root, tasks, Runtime(device=device, llm_cache=llm_cache), echo=click.echo)
+        meta = {"model": model, "described": described}
+    write_evaluation(target, results, predictions, {**meta, "tasks": list(tasks)})
+    click.echo(results_table(results))
+    click.echo(f"evaluation: {target}")
