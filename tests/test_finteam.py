@@ -366,3 +366,21 @@ def test_finteam_decisions_do_not_move_when_later_prices_change(built, tmp_path,
     assert upto.sum() > 20
     pd.testing.assert_frame_equal(a[upto].reset_index(drop=True), b[b["date"] <= "2015-03-02"].reset_index(drop=True))
     assert not a[~upto].reset_index(drop=True).equals(b[b["date"] > "2015-03-02"].reset_index(drop=True))
+
+
+def test_weights_missing_from_a_checkpoint_start_the_same_every_time(tiny_bert, tmp_path):
+    """MiniLM ships without a masked-LM head: its fresh weights must not make stage 1 irreproducible."""
+    import shutil
+
+    from transformers import BertModel
+
+    from tradesim.finteam.backbone import Backbone
+
+    body = tmp_path / "body"
+    shutil.copytree(tiny_bert, body)
+    for weights in body.glob("*.safetensors"):
+        weights.unlink()
+    BertModel.from_pretrained(tiny_bert).save_pretrained(body)
+    first, second = Backbone(str(body)), Backbone(str(body))
+    head = "cls.predictions.transform.dense.weight"
+    assert first.model.state_dict()[head].equal(second.model.state_dict()[head])

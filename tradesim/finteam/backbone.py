@@ -71,6 +71,7 @@ class Backbone:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         loader = AutoModelForMaskedLM if self.kind == "encoder" else AutoModelForCausalLM
+        torch.manual_seed(0)  # weights the checkpoint lacks (MiniLM's masked-LM head) start the same every time
         self.model = _load(source, loader.from_pretrained, dtype=dtype).to(self.device)
         self.model.eval()
         self.max_length = max_length

@@ -19,7 +19,7 @@ import numpy as np
 
 from tradesim.finteam.backbone import Backbone, content_hash, texts_hash
 
-EXPERT_VERSION = 1
+EXPERT_VERSION = 2  # 2: seeded initialisation of missing head weights; a sample of the documents is tokenized
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ def pretrain(backbone: Backbone, train: Sequence[str], settings: PretrainSetting
     Returns the training loss of every step."""
     torch = backbone.torch
     torch.manual_seed(settings.seed)
-    blocks = backbone.blocks(train, settings.block_length)
     rng = np.random.default_rng(settings.seed)
+    blocks = backbone.blocks(enough_text(train, settings, rng), settings.block_length)
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = backbone.start_training(settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -83,6 +83,19 @@ def pretrain(backbone: Backbone, train: Sequence[str], settings: PretrainSetting
             progress.set_postfix(loss=f"{losses[-1]:.3f}")
     backbone.stop_training()
     return losses
+
+
+def enough_text(texts: Sequence[str], settings: PretrainSettings, rng, chars_per_token: float = 4.0) -> list[str]:
+    """Documents in a seeded random order until they hold about twice the tokens the steps read
+    (tokenizing a whole 17 M-character corpus for 200 steps would take longer than some steps)."""
+    needed = 2 * settings.steps * settings.batch_size * settings.block_length * chars_per_token
+    chosen, total = [], 0
+    for index in rng.permutation(len(texts)):
+        chosen.append(texts[index])
+        total += len(texts[index])
+        if total >= needed:
+            break
+    return chosen
 
 
 def fit_expert(source: str, base_identity: str, key: str, train: Sequence[str], settings: PretrainSettings, device: str, home: Path, record: dict, progress_factory=None) -> Path:
