@@ -262,7 +262,7 @@ def finteam_build(shared: str, backbone: str, cutoff: str, tasks: str, device: s
         raise TradesimError(f"--cutoff {cutoff!r}: expected a date YYYY-MM-DD") from None
     started = time.perf_counter()
     settings = with_overrides(BuildSettings(), backbone=backbone, cutoff=str(pd.Timestamp(cutoff).date()), tasks=resolve_tasks(tasks), **{
-        ("team_steps" if k == "team_steps" else f"team_{k}" if k in ("balance", "sharpness") else k): v for k, v in values.items()
+        (f"team_{k}" if k in ("balance", "sharpness") else k): v for k, v in values.items()
     })
     result = build(settings, _shared(shared), device=device, echo=click.echo)
     click.echo(loss_table_text(result.meta))

@@ -17,7 +17,6 @@ shares a word 8-gram with one, is removed; the counts are part of the build's re
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,14 +232,3 @@ def expert_corpora(
         }
         result.append(ExpertCorpus(spec, train, held, record))
     return result
-
-
-def sources_fingerprint(corpora: Path, sentiment: Path, prices: dict[str, Path]) -> dict[str, str]:
-    """Size and modification time of every file read: a changed corpus changes the build's hash."""
-    files = sorted(p for p in [*corpora.rglob("*"), *sentiment.rglob("*")] if p.is_file())
-    files += sorted(p for path in prices.values() for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
-    return {str(p): f"{p.stat().st_size}" for p in files}
-
-
-def write_record(path: Path, corpora_: list[ExpertCorpus]) -> None:
-    path.write_text(json.dumps({c.spec.key: c.record for c in corpora_}, indent=2))

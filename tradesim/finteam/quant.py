@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tradesim.errors import TradesimError
@@ -106,7 +105,3 @@ def window_text(table: pd.DataFrame, end: pd.Timestamp, sessions: int = 5) -> st
         return None
     rows = format_rows(upto.iloc[-sessions:])
     return "\n".join([f"Context: {HEADER}", *rows])
-
-
-def returns_percent(bars: pd.DataFrame) -> pd.Series:
-    return np.round((bars["adj_close"] / bars["adj_close"].shift(1) - 1) * 100, 6)
