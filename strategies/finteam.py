@@ -39,6 +39,7 @@ class FinTeam(Strategy):
         Param("team_steps", int, 1500, "gate and head training steps", minimum=1),
         Param("balance", float, 0.1, "weight of the batch-mean usage entropy (keeps experts in use)", minimum=0),
         Param("sharpness", float, 0.0, "weight of the per-sample routing entropy penalty", minimum=0),
+        Param("unfreeze_top", int, 0, "also fine-tune each expert's top N layers with the team (BERT-like experts; 0: frozen features)", minimum=0),
     )
 
     def validate(self) -> None:
@@ -47,6 +48,12 @@ class FinTeam(Strategy):
         from tradesim.finteam.build import Build
 
         self.build = Build.load(Path(self.settings["team"]))
+        if self.settings["unfreeze_top"]:
+            from transformers import AutoConfig
+
+            from tradesim.finteam.backbone import check_unfreezable
+
+            check_unfreezable(AutoConfig.from_pretrained(self.build.expert_dirs()[0]), self.settings["unfreeze_top"])
         self.tables: dict[str, list[dict]] = {"gate": []}
 
     @property
@@ -70,6 +77,14 @@ class FinTeam(Strategy):
 
         experts = {Path(p).name: p for p in self.build.expert_dirs()}
         return stacked(self.store(), experts, MOVEMENT_LENGTH, texts)
+
+    def hidden(self, texts: list[str]):
+        """With --unfreeze-top: every expert's token states entering its top layers."""
+        from tradesim.finteam.build import MOVEMENT_LENGTH
+
+        if not self.settings["unfreeze_top"]:
+            return None
+        return [self.store().hidden(Path(p).name, p, texts, MOVEMENT_LENGTH, self.settings["unfreeze_top"]) for p in self.build.expert_dirs()]
 
     @staticmethod
     def table(bars: pd.DataFrame) -> pd.DataFrame:
@@ -132,12 +147,22 @@ class FinTeam(Strategy):
         split = dates[int(len(dates) * 0.9)]  # the last tenth of the training dates: validation
         train, valid = frame[frame["date"] < split], frame[frame["date"] >= split]
         features = self.features(frame["text"].tolist())
-        settings = TeamSettings(steps=self.settings["team_steps"], balance=self.settings["balance"], sharpness=self.settings["sharpness"], seed=self.seed, eval_every=max(50, self.settings["team_steps"] // 10))
-        from tradesim.finteam.build import team_groups
+        hidden = self.hidden(frame["text"].tolist())
+        settings = TeamSettings(
+            steps=self.settings["team_steps"], balance=self.settings["balance"], sharpness=self.settings["sharpness"], seed=self.seed,
+            eval_every=max(50, self.settings["team_steps"] // 10), unfreeze_top=self.settings["unfreeze_top"],
+        )
+        from tradesim.finteam.build import expert_tops, team_groups
 
         groups = team_groups(self.build.experts)
-        data = [TaskData("acl18", features[train.index], train["label"].to_numpy(), features[valid.index], valid["label"].to_numpy())]
-        self.team, record = train_team(groups, data, {"acl18": 2}, settings)
+        data = [
+            TaskData(
+                "acl18", features[train.index], train["label"].to_numpy(), features[valid.index], valid["label"].to_numpy(),
+                [h.take(train.index) for h in hidden] if hidden else None, [h.take(valid.index) for h in hidden] if hidden else None,
+            )
+        ]
+        tops, config = expert_tops(self.build.expert_dirs(), settings.unfreeze_top)
+        self.team, record = train_team(groups, data, {"acl18": 2}, settings, tops=tops, config=config)
         self.fitted = {
             "examples": len(frame),
             "train": len(train),
@@ -165,7 +190,8 @@ class FinTeam(Strategy):
                     entries.append((view.date, ticker, *found))
         probabilities = {}
         if entries:
-            probs, choices, weights = predict(self.team, self.features([e[2] for e in entries]), "acl18")
+            texts = [e[2] for e in entries]
+            probs, choices, weights = predict(self.team, self.features(texts), "acl18", self.hidden(texts))
             experts = self.build.experts
             groups = self.team.groups
             for (day, ticker, _, ids), p, choice, weight in zip(entries, probs, choices, weights):

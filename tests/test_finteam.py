@@ -197,6 +197,92 @@ def test_the_entropy_term_keeps_experts_in_use():
     assert usage[5.0] > 0.1
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_top_layers_over_stored_token_states_give_the_experts_features(count, tiny_bert):
+    """Before tuning, running an expert's top layers over the stored token states reproduces the
+    expert's own features (up to the float16 storage), whatever the texts' lengths."""
+    import torch
+
+    from tradesim.finteam.backbone import Backbone, top_layers, top_pooled
+
+    backbone = Backbone(str(tiny_bert), max_length=24)
+    rng = np.random.default_rng(0)
+    from tests.finteam_helpers import sentence
+
+    texts = [sentence(rng, int(k)) for k in rng.integers(2, 30, 12)]  # some longer than 24 tokens
+    expected = backbone.features(texts, batch_size=5)
+    states = backbone.hidden(texts, count, batch_size=7)
+    assert len(states) == 12
+    layers = top_layers(backbone.model, count).eval()
+    rows = np.array([3, 0, 11, 7])
+    with torch.no_grad():
+        got = top_pooled(layers, backbone.model.config, *states.take(rows).batch(np.arange(4))).numpy()
+    assert np.abs(got - expected[rows]).max() < 2e-2 * np.abs(expected).max()
+    assert np.abs(got - expected[rows[::-1]]).max() > 0.1 * np.abs(expected).max()  # rows stay rows
+    layers[0].output.dense.weight.data.zero_()  # the copies are the team's own
+    assert backbone.model.bert.encoder.layer[-count].output.dense.weight.abs().sum() > 0
+
+
+def test_unfreeze_top_tunes_only_the_chosen_experts_layers(tiny_bert):
+    """A team with tuned top layers learns what frozen features hide, moves only its copies, and an
+    expert that is not chosen cannot change a prediction at inference."""
+    import torch
+
+    from dataclasses import replace
+
+    from tradesim.finteam.backbone import Backbone, HiddenSet, top_layers
+    from tradesim.finteam.team import TaskData, TeamSettings, predict, train_team
+
+    backbone = Backbone(str(tiny_bert))
+    config = backbone.model.config
+    rng = np.random.default_rng(1)
+    n, dim, length = 240, config.hidden_size, 6
+    lengths = rng.integers(2, length + 1, n)
+    tokens = rng.normal(size=(int(lengths.sum()), dim)).astype(np.float16)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    y = (np.array([tokens[offsets[i] : offsets[i + 1], 0].astype(np.float32).mean() for i in range(n)]) > 0).astype(np.int64)
+    states = HiddenSet(tokens, offsets)
+    frozen = rng.normal(size=(n, 2, dim)).astype(np.float32)  # the gate's view carries no label
+    sets = [states, HiddenSet(rng.normal(size=tokens.shape).astype(np.float16), offsets)]
+    train, valid = np.arange(180), np.arange(180, n)
+    data = [TaskData("fpb", frozen[train], y[train], frozen[valid], y[valid], [h.take(train) for h in sets], [h.take(valid) for h in sets])]
+    tops = [top_layers(backbone.model, 1) for _ in range(2)]
+    before = [copy_state(t) for t in tops]
+    settings = TeamSettings(steps=150, eval_every=50, hidden=16, unfreeze_top=1, tuned_learning_rate=1e-3, batch_size=16)
+    team, record = train_team([[0, 1]], data, {"fpb": 2}, settings, tops=tops, config=config)
+    _, frozen_record = train_team([[0, 1]], data, {"fpb": 2}, replace(settings, unfreeze_top=0))
+    assert record["best_mean_valid_accuracy"] > max(0.62, frozen_record["best_mean_valid_accuracy"] + 0.1)
+    moved = [any(not torch.equal(a, b) for a, b in zip(old.values(), new.state_dict().values())) for old, new in zip(before, team.tops)]
+    assert any(moved)
+    assert all(torch.equal(a, b) for a, b in zip(copy_state(top_layers(backbone.model, 1)).values(), before[0].values()))
+    probs, choices, _ = predict(team, frozen[valid], "fpb", [h.take(valid) for h in sets])
+    assert probs.shape == (60, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="token states"):
+        predict(team, frozen[valid], "fpb")
+    unchosen = 1 - int(np.bincount(choices[:, 0], minlength=2).argmax())
+    rows = choices[:, 0] != unchosen
+    with torch.no_grad():
+        for parameter in team.tops[unchosen].parameters():
+            parameter.add_(torch.randn_like(parameter))
+    again, _, _ = predict(team, frozen[valid], "fpb", [h.take(valid) for h in sets])
+    assert np.allclose(again[rows], probs[rows], atol=1e-6)
+
+
+def copy_state(module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_unfreeze_top_refuses_what_it_cannot_tune(tmp_path):
+    from tradesim.errors import TradesimError
+    from tradesim.finteam.backbone import check_unfreezable
+
+    config = save_tiny_llama(tmp_path / "llama")
+    from transformers import AutoConfig
+
+    with pytest.raises(TradesimError, match="--unfreeze-top 1: supported for BERT-like encoders"):
+        check_unfreezable(AutoConfig.from_pretrained(config), 1)
+
+
 # ------------------------------------------------------------------ the build, evaluation, CLI
 def test_build_records_everything_and_loads_on_rerun(built, tiny_bert, shared, monkeypatch):
     from tradesim.finteam.build import build, loss_table_text
@@ -276,6 +362,30 @@ def test_cli_build_and_evaluate(tiny_bert, shared, tmp_path, monkeypatch):
     assert out.exit_code != 0 and "was not tuned on it" in out.output and not (tmp_path / "e2").exists()
 
 
+def test_cli_build_and_evaluate_with_tuned_top_layers(tiny_bert, shared, tmp_path, monkeypatch):
+    import torch
+    from click.testing import CliRunner
+
+    from tradesim.cli import main
+
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    args = ["finteam", "build", "--shared", str(shared), "--backbone", f"hf:{tiny_bert}", "--cutoff", CUTOFF, "--steps", "2", "--batch-size", "4", "--block-length", "32", "--team-steps", "20", "--tasks", "fpb,acl18", "--acl18-train-limit", "40", "--unfreeze-top", "1", "--no-ablations"]
+    out = runner.invoke(main, args)
+    assert out.exit_code == 0, out.output
+    directory = Path(out.output.strip().splitlines()[-1].split("team: ")[1].split(" (")[0])
+    meta = json.loads((directory / "build.json").read_text())
+    assert list(meta["teams"]) == ["main"] and meta["teams"]["main"]["settings"]["unfreeze_top"] == 1
+    state = torch.load(directory / "teams" / "main.pt")
+    assert any(k.startswith("tops.5.0.") for k in state) and not any(k.startswith(("tops.6.", "tops.0.1.")) for k in state)  # 6 experts, 1 layer
+    evaluation = tmp_path / "eval"
+    out = runner.invoke(main, ["evaluate", str(directory), "--task", "fpb,acl18", "--shared", str(shared), "--baseline-steps", "0", "--out", str(evaluation)])
+    assert out.exit_code == 0, out.output
+    assert "team" in out.output and "team without" not in out.output
+    predictions = pd.read_parquet(evaluation / "predictions.parquet")
+    assert set(predictions["variant"]) == {"fpb", "fpb-flare", "acl18"} and predictions["predicted"].between(0, 2).all()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -283,15 +393,17 @@ def test_cli_build_and_evaluate(tiny_bert, shared, tmp_path, monkeypatch):
         (["finteam", "build", "--cutoff", "soon"], "--cutoff 'soon': expected a date"),
         (["evaluate", "finteam", "--task", "sentiment"], "--task: expected one of fpb, fiqa-sa, fomc, acl18 or all"),
         (["evaluate", "nonsense-spec"], "model spec 'nonsense-spec'"),
+        (["finteam", "build", "--backbone", "hf:TINY_BERT", "--unfreeze-top", "3"], "--unfreeze-top 3: the backbone has 2 layers"),
     ],
 )
-def test_cli_refuses_bad_input_in_one_line(args, message, shared, tmp_path, monkeypatch):
+def test_cli_refuses_bad_input_in_one_line(args, message, shared, tiny_bert, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from tradesim.cli import main
 
     monkeypatch.chdir(tmp_path)
-    args = [a if a != "--shared" or "build" not in args else a for a in args]
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    args = [a.replace("TINY_BERT", str(tiny_bert)) for a in args]
     if "--shared" not in args:
         args += ["--shared", str(shared)]
     out = CliRunner().invoke(main, args)
@@ -351,16 +463,18 @@ def test_finteam_refuses_a_team_that_read_the_test_period(built, tmp_path, monke
         _backtest(result.directory, data, "AAA", "2014-08-01")
 
 
-def test_finteam_decisions_do_not_move_when_later_prices_change(built, tmp_path, monkeypatch):
+@pytest.mark.parametrize("unfreeze_top", [0, 1])
+def test_finteam_decisions_do_not_move_when_later_prices_change(unfreeze_top, built, tmp_path, monkeypatch):
     result, home = built
     monkeypatch.setenv("TRADESIM_HOME", str(home))
     frames = synthetic_bars(("AAA", "BBB"), sessions=240, seed=5, start="2014-06-02")
-    first = _backtest(result.directory, write_ticker_dir(tmp_path / "a", frames), "AAA,BBB", "2015-01-02")
+    first = _backtest(result.directory, write_ticker_dir(tmp_path / "a", frames), "AAA,BBB", "2015-01-02", unfreeze_top=unfreeze_top)
+    assert (first.strategy.team.tops is not None) == bool(unfreeze_top)
     changed = {t: f.copy() for t, f in frames.items()}
     later = pd.to_datetime(changed["AAA"]["Date"]) > pd.Timestamp("2015-03-02")
     for frame in changed.values():
         frame.loc[later, ["Open", "High", "Low", "Close", "Adj Close"]] *= 1.3
-    second = _backtest(result.directory, write_ticker_dir(tmp_path / "b", changed), "AAA,BBB", "2015-01-02")
+    second = _backtest(result.directory, write_ticker_dir(tmp_path / "b", changed), "AAA,BBB", "2015-01-02", unfreeze_top=unfreeze_top)
     a, b = pd.DataFrame(first.strategy.tables["gate"]), pd.DataFrame(second.strategy.tables["gate"])
     upto = a["date"] <= "2015-03-02"
     assert upto.sum() > 20

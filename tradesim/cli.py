@@ -243,6 +243,8 @@ def finteam_group() -> None:
 @click.option("--team-steps", type=click.IntRange(1), default=3000, show_default=True, help="Stage-2 steps (one batch of one task each).")
 @click.option("--balance", type=float, default=0.1, show_default=True, help="Weight of the batch-mean usage entropy (keeps experts in use).")
 @click.option("--sharpness", type=float, default=0.0, show_default=True, help="Weight of the per-sample routing entropy penalty (keeps routing decisive).")
+@click.option("--unfreeze-top", type=click.IntRange(0), default=0, show_default=True, help="Stage 2 also fine-tunes each expert's top N layers (BERT-like encoders; 0: frozen features).")
+@click.option("--ablations/--no-ablations", default=True, show_default=True, help="Also train each team without each role (four times the stage-2 work).")
 @click.option("--tasks", default="all", show_default=True, help="Tasks the team is tuned on: fpb, fiqa-sa, fomc, acl18 (comma-separated) or all.")
 @click.option("--acl18-train-limit", type=click.IntRange(2), default=1200, show_default=True, help="ACL18 training examples sampled (stratified).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
@@ -262,7 +264,7 @@ def finteam_build(shared: str, backbone: str, cutoff: str, tasks: str, device: s
         raise TradesimError(f"--cutoff {cutoff!r}: expected a date YYYY-MM-DD") from None
     started = time.perf_counter()
     settings = with_overrides(BuildSettings(), backbone=backbone, cutoff=str(pd.Timestamp(cutoff).date()), tasks=resolve_tasks(tasks), **{
-        (f"team_{k}" if k in ("balance", "sharpness") else k): v for k, v in values.items()
+        (f"team_{k}" if k in ("balance", "sharpness", "unfreeze_top") else k): v for k, v in values.items()
     })
     result = build(settings, _shared(shared), device=device, echo=click.echo)
     click.echo(loss_table_text(result.meta))

@@ -7,6 +7,8 @@
   after training); features are the mean of the last hidden states as well.
 
 `lm_loss` gives the loss of one batch of token blocks; `features` embeds texts for the gate.
+`hidden` keeps the token states below an encoder's top layers (`HiddenSet`), so that stage 2 can
+fine-tune those top layers (`--unfreeze-top N`) without running the frozen layers again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tradesim.errors import TradesimError
 
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "mpnet", "xlm-roberta", "deberta", "deberta-v2")
 MASK_SHARE = 0.15
+UNFREEZABLE = ("bert", "roberta", "electra", "xlm-roberta")  # layers called as layer(states, mask)
 
 
 def _quiet():
@@ -51,6 +54,81 @@ def base_directory(spec: str) -> tuple[str, str | None]:
     if kind != "hf" or not target:
         raise TradesimError(f"--backbone {spec!r}: expected minilm, smollm2 or hf:<hub id or local dir>")
     return target, target if Path(target).is_dir() else None
+
+
+class HiddenSet:
+    """Token states of a list of texts (float16, the texts' tokens one after another), or a
+    selection of its rows (`take`). `batch(rows)` pads them: (states [b, length, dim] float32,
+    attention mask [b, length])."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, index: np.ndarray | None = None):
+        self.tokens, self.offsets = tokens, offsets
+        self.index = np.arange(len(offsets) - 1) if index is None else index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, rows) -> "HiddenSet":
+        return HiddenSet(self.tokens, self.offsets, self.index[np.asarray(rows, dtype=np.int64)])
+
+    def batch(self, rows):
+        import torch
+
+        chosen = self.index[np.asarray(rows, dtype=np.int64)]
+        starts, ends = self.offsets[chosen], self.offsets[chosen + 1]
+        length = int((ends - starts).max()) if len(chosen) else 0
+        states = np.zeros((len(chosen), length, self.tokens.shape[1]), dtype=np.float32)
+        mask = np.zeros((len(chosen), length), dtype=np.int64)
+        for i, (start, end) in enumerate(zip(starts, ends)):
+            states[i, : end - start] = self.tokens[start:end]
+            mask[i, : end - start] = 1
+        return torch.from_numpy(states), torch.from_numpy(mask)
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.savez(handle, tokens=self.tokens, offsets=self.offsets[: len(self.offsets)])
+
+    @classmethod
+    def load(cls, path: Path) -> "HiddenSet":
+        with np.load(path) as stored:
+            return cls(stored["tokens"], stored["offsets"])
+
+
+def top_layers(model, count: int):
+    """The last `count` transformer layers of a BERT-like encoder (`encoder.layer`), as a new
+    ModuleList that shares nothing with the model."""
+    import copy
+
+    from torch import nn
+
+    check_unfreezable(model.config, count)
+    layers = getattr(model, model.base_model_prefix).encoder.layer
+    return nn.ModuleList(copy.deepcopy(layers[len(layers) - count :]))
+
+
+def check_unfreezable(config, count: int) -> None:
+    """Top layers can be tuned apart from the rest in BERT-like encoders (`encoder.layer`)."""
+    if config.model_type not in UNFREEZABLE:
+        raise TradesimError(
+            f"--unfreeze-top {count}: supported for BERT-like encoders ({', '.join(UNFREEZABLE)}), not {config.model_type!r}; "
+            "use --unfreeze-top 0 (the gate on frozen features)"
+        )
+    if not 1 <= count <= config.num_hidden_layers:
+        raise TradesimError(f"--unfreeze-top {count}: the backbone has {config.num_hidden_layers} layers")
+
+
+def top_pooled(layers, config, states, mask):
+    """Run `layers` (from `top_layers`) over token states and mean-pool the real tokens: the same
+    features `Backbone.pooled` gives when the layers are the model's own."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    attention = create_bidirectional_mask(config=config, inputs_embeds=states, attention_mask=mask)
+    hidden = states
+    for layer in layers:
+        out = layer(hidden, attention)
+        hidden = out[0] if isinstance(out, tuple) else out
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
 class Backbone:
@@ -171,6 +249,29 @@ class Backbone:
                 if progress is not None:
                     progress.update(len(chosen))
         return result
+
+    def hidden(self, texts: Sequence[str], below_top: int, batch_size: int = 64, max_length: int | None = None, progress=None) -> HiddenSet:
+        """The token states entering the top `below_top` layers, for every text (float16)."""
+        torch = self.torch
+        top_layers(self.model, below_top)  # refuses a backbone whose layers cannot be run alone
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        pieces: list[np.ndarray | None] = [None] * len(texts)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chosen = order[start : start + batch_size]
+                batch = {k: v.to(self.device) for k, v in self.encode([texts[i] for i in chosen], max_length).items() if k in ("input_ids", "attention_mask")}
+                body = getattr(self.model, self.model.base_model_prefix)
+                states = body(**batch, output_hidden_states=True).hidden_states
+                below = states[len(states) - 1 - below_top].to(torch.float16).cpu().numpy()
+                real = batch["attention_mask"].bool().cpu().numpy()
+                for row, i in enumerate(chosen):
+                    pieces[i] = below[row][real[row]]
+                if progress is not None:
+                    progress.update(len(chosen))
+        dim = self.model.config.hidden_size
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
+        tokens = np.concatenate(pieces) if pieces else np.zeros((0, dim), dtype=np.float16)
+        return HiddenSet(tokens, offsets)
 
 
 def content_hash(*parts) -> str:

@@ -5,6 +5,7 @@ stage-2 teams (one per FOMC seed, each also without each role), all under
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tradesim.errors import TradesimError
-from tradesim.finteam.backbone import Backbone, base_directory, content_hash, texts_hash
+from tradesim.finteam.backbone import Backbone, HiddenSet, base_directory, content_hash, texts_hash, top_layers
 from tradesim.finteam.corpora import ROLES, expert_corpora
 from tradesim.finteam.pretrain import PretrainSettings, fit_expert, loss_table
 from tradesim.finteam.tasks import FOMC_SEEDS, LABELS, TASKS, Split, load_splits
@@ -36,6 +37,7 @@ class BuildSettings:
     team: TeamSettings = field(default_factory=TeamSettings)
     tasks: tuple[str, ...] = TASKS
     acl18_train_limit: int = 1200
+    ablations: bool = True  # also train each team without each role
 
 
 def progress_factory(enabled: bool):
@@ -81,21 +83,39 @@ class FeatureStore:
         self.progress = progress
         self._loaded: dict[str, Backbone] = {}
 
+    def backbone(self, source: str, max_length: int) -> Backbone:
+        backbone = self._loaded.get(source) or Backbone(source, device=self.device, max_length=max_length)
+        self._loaded = {source: backbone}  # one model in memory at a time
+        return backbone
+
     def get(self, model_key: str, source: str, texts: list[str], max_length: int) -> np.ndarray:
         key = content_hash(model_key, max_length, texts_hash(texts))
         path = self.root / f"{key}.npy"
         if path.is_file():
             return np.load(path)
-        backbone = self._loaded.get(source) or Backbone(source, device=self.device, max_length=max_length)
-        self._loaded = {source: backbone}  # one model in memory at a time
         bar = progress_factory(self.progress)(len(texts), f"features {model_key[:24]}")
-        values = backbone.features(texts, max_length=max_length, progress=bar)
+        values = self.backbone(source, max_length).features(texts, max_length=max_length, progress=bar)
         bar.close()
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(f".{time.time_ns()}.tmp.npy")
-        np.save(staging, values)
-        staging.replace(path)
+        self._keep(path, lambda staging: np.save(staging, values))
         return values
+
+    def hidden(self, model_key: str, source: str, texts: list[str], max_length: int, below_top: int) -> HiddenSet:
+        """Token states entering the top `below_top` layers (for teams that tune those layers)."""
+        key = content_hash("hidden", model_key, max_length, below_top, texts_hash(texts))
+        path = self.root / f"{key}.npz"
+        if path.is_file():
+            return HiddenSet.load(path)
+        bar = progress_factory(self.progress)(len(texts), f"token states {model_key[:24]}")
+        values = self.backbone(source, max_length).hidden(texts, below_top, max_length=max_length, progress=bar)
+        bar.close()
+        self._keep(path, values.save)
+        return values
+
+    def _keep(self, path: Path, write) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.stem}.{time.time_ns()}.tmp{path.suffix}")
+        write(staging)
+        staging.replace(path)
 
 
 def split_texts(splits: list[Split], parts: tuple[str, ...] = ("train", "valid", "test")) -> dict[int, list[str]]:
@@ -141,10 +161,25 @@ class Build:
 
         record = self.meta["teams"][name]
         settings = TeamSettings(**record["settings"])
-        team = build_team(record["groups"], record["dim"], record["heads"], settings)
+        columns = sorted(i for g in record["groups"] for i in g)
+        tops, config = expert_tops(self.expert_dirs(), settings.unfreeze_top, columns)
+        team = build_team(record["groups"], record["dim"], record["heads"], settings, tops, config)
         team.load_state_dict(torch.load(self.directory / "teams" / f"{name}.pt", weights_only=True))
         team.eval()
         return team, record
+
+
+def expert_tops(expert_dirs: list[str], count: int, columns: list[int] | None = None):
+    """(a copy of the top `count` layers of each expert in `columns`, the backbone config), or
+    (None, None) when count is 0."""
+    if not count:
+        return None, None
+    tops, config = [], None
+    for i in columns if columns is not None else range(len(expert_dirs)):
+        backbone = Backbone(expert_dirs[i])
+        tops.append(top_layers(backbone.model, count))
+        config = backbone.model.config
+    return tops, config
 
 
 def stacked(store: FeatureStore, models: dict[str, str], length: int, texts: list[str]) -> np.ndarray:
@@ -161,6 +196,19 @@ def task_features(store, models, splits: list[Split], parts: tuple[str, ...] = (
     for split in splits:
         length = length_for(split.task)
         result[split.variant] = {name: full[length][[index[length][t] for t in getattr(split, name)["text"]]] for name in parts}
+    return result
+
+
+def task_hidden(store, models, splits: list[Split], below_top: int, parts: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, dict[str, list[HiddenSet]]]:
+    """Like `task_features`, the token states entering the top `below_top` layers: for each split's
+    part, one HiddenSet per expert (in the order of `models`)."""
+    all_texts = split_texts(splits, parts)
+    full = {length: [store.hidden(key, source, texts, length, below_top) for key, source in models.items()] for length, texts in all_texts.items()}
+    index = {length: {t: i for i, t in enumerate(texts)} for length, texts in all_texts.items()}
+    result = {}
+    for split in splits:
+        length = length_for(split.task)
+        result[split.variant] = {name: [h.take([index[length][t] for t in getattr(split, name)["text"]]) for h in full[length]] for name in parts}
     return result
 
 
@@ -181,6 +229,13 @@ def build(settings: BuildSettings, shared: Path, device: str = "cpu", progress: 
     cutoff = pd.Timestamp(settings.cutoff)
     started = time.perf_counter()
     source, identity = base_identity(settings.backbone)
+    if settings.team.unfreeze_top:
+        from transformers import AutoConfig
+
+        from tradesim.finteam.backbone import check_unfreezable
+        from tradesim.llm.hf import _load
+
+        check_unfreezable(_load(source, AutoConfig.from_pretrained), settings.team.unfreeze_top)
     echo(f"corpora: cut-off {cutoff.date()}, decontaminating against FPB, FiQA-SA and FOMC ...")
     corpora = expert_corpora(paths["corpora"], paths["sentiment"], {"stocknet": paths["stocknet"], "sp500": paths["sp500"]}, cutoff)
     for corpus in corpora:
@@ -207,22 +262,30 @@ def build(settings: BuildSettings, shared: Path, device: str = "cpu", progress: 
     store = FeatureStore(home, device, progress)
     models = {Path(path).name: path for path in experts.values()}
     features = task_features(store, models, splits, ("train", "valid"))  # test features: `tradesim evaluate`
+    below = settings.team.unfreeze_top
+    hidden = task_hidden(store, models, splits, below, ("train", "valid")) if below else None
+    templates, config = expert_tops(list(experts.values()), below)
     staging = Path(tempfile.mkdtemp(dir=home / "models", prefix=f".finteam-{key[:12]}-"))
     (staging / "teams").mkdir()
     expert_keys = list(experts)
     heads = {task: len(LABELS[task]) for task in settings.tasks}
     teams = {}
     for plan_name, plan in team_plan(splits).items():
-        for without in (None, *ROLES):
+        for without in (None, *ROLES) if settings.ablations else (None,):
             groups = team_groups(expert_keys, without)
             columns = sorted(i for g in groups for i in g)
             data = [
-                TaskData(s.task, features[s.variant]["train"][:, columns], s.train["label"].to_numpy(), features[s.variant]["valid"][:, columns], s.valid["label"].to_numpy())
+                TaskData(
+                    s.task, features[s.variant]["train"][:, columns], s.train["label"].to_numpy(), features[s.variant]["valid"][:, columns], s.valid["label"].to_numpy(),
+                    [hidden[s.variant]["train"][c] for c in columns] if hidden else None,
+                    [hidden[s.variant]["valid"][c] for c in columns] if hidden else None,
+                )
                 for s in plan
             ]
             name = plan_name if without is None else f"{plan_name}-without-{without}"
             bar = make_bar(settings.team.steps, f"stage 2 {name}")
-            team, record = train_team(groups, data, heads, settings.team, bar)
+            tops = [copy.deepcopy(templates[c]) for c in columns] if templates else None
+            team, record = train_team(groups, data, heads, settings.team, bar, tops, config)
             bar.close()
             import torch
 
@@ -274,11 +337,12 @@ def with_overrides(settings: BuildSettings, **values) -> BuildSettings:
     return replace(settings, pretrain=replace(settings.pretrain, **pretrain), team=replace(settings.team, **team), **top)
 
 
-def team_predictions(build_: Build, team_name: str, split: Split, features: np.ndarray) -> pd.DataFrame:
-    """Test predictions of one team with the gate's choices and weights (one row per example)."""
+def team_predictions(build_: Build, team_name: str, split: Split, features: np.ndarray, hidden: list[HiddenSet] | None = None) -> pd.DataFrame:
+    """Test predictions of one team with the gate's choices and weights (one row per example).
+    `hidden`: every expert's token states of the test texts, for a team that tunes top layers."""
     team, record = build_.team(team_name)
     columns = sorted(i for g in record["groups"] for i in g)
-    probs, choices, weights = predict(team, features[:, columns], split.task)
+    probs, choices, weights = predict(team, features[:, columns], split.task, [hidden[c] for c in columns] if team.tops is not None else None)
     experts = build_.experts
     roles = [experts[g[0]].split("/")[0] for g in record["groups"]]
     frame = pd.DataFrame({"variant": split.variant, "label": split.test["label"].to_numpy(), "predicted": probs.argmax(1)})

@@ -116,7 +116,7 @@ def _fine_tune(source: str, split: Split, max_length: int, settings: FineTuneSet
     )
     warmup = max(1, settings.steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / settings.steps))
-    texts, labels = split.train["text"].tolist(), torch.as_tensor(split.train["label"].to_numpy())
+    texts, labels = split.train["text"].tolist(), torch.as_tensor(split.train["label"].to_numpy().copy())
     backbone.model.train()
     for _ in range(settings.steps):
         batch = rng.integers(0, len(texts), settings.batch_size)
@@ -135,7 +135,7 @@ def _fine_tune(source: str, split: Split, max_length: int, settings: FineTuneSet
 def evaluate_build(build_, shared: Path, tasks: tuple[str, ...], fine_tune: FineTuneSettings | None, device: str = "cpu", progress: bool = True, echo=print):
     """Every method on every requested task's test sets. Returns (results, team predictions)."""
     from tradesim.config import tradesim_home
-    from tradesim.finteam.build import FeatureStore, base_identity, length_for, progress_factory, task_features, team_predictions
+    from tradesim.finteam.build import FeatureStore, base_identity, length_for, progress_factory, task_features, task_hidden, team_predictions
 
     settings = build_.meta["settings"]
     missing = [t for t in tasks if t not in settings["tasks"]]
@@ -146,6 +146,8 @@ def evaluate_build(build_, shared: Path, tasks: tuple[str, ...], fine_tune: Fine
     store = FeatureStore(home, device, progress)
     experts = {Path(p).name: p for p in build_.expert_dirs()}
     features = task_features(store, experts, splits, ("test",))
+    below = settings["team"].get("unfreeze_top", 0)
+    hidden = task_hidden(store, experts, splits, below, ("test",)) if below else None
     source, identity = base_identity(settings["backbone"])
     base = task_features(store, {identity: source}, splits, ("train", "test"))
     results: dict[str, dict[str, dict]] = {}
@@ -164,7 +166,9 @@ def evaluate_build(build_, shared: Path, tasks: tuple[str, ...], fine_tune: Fine
         plan = f"seed-{split.variant.split('-')[1]}" if split.task == "fomc" else next(iter(k for k in build_.meta["teams"] if "-without-" not in k))
         for label, without in name_of.items():
             team_name = plan if without is None else f"{plan}-without-{without}"
-            frame = team_predictions(build_, team_name, split, features[split.variant]["test"])
+            if team_name not in build_.meta["teams"]:
+                continue  # a build made with --no-ablations
+            frame = team_predictions(build_, team_name, split, features[split.variant]["test"], hidden[split.variant]["test"] if hidden else None)
             rows[label] = frame["predicted"].to_numpy()
             if without is None:
                 frame.insert(1, "text", split.test["text"].to_numpy())
