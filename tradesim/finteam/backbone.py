@@ -253,7 +253,7 @@ class Backbone:
     def hidden(self, texts: Sequence[str], below_top: int, batch_size: int = 64, max_length: int | None = None, progress=None) -> HiddenSet:
         """The token states entering the top `below_top` layers, for every text (float16)."""
         torch = self.torch
-        top_layers(self.model, below_top)  # refuses a backbone whose layers cannot be run alone
+        check_unfreezable(self.model.config, below_top)
         order = np.argsort([len(t) for t in texts], kind="stable")
         pieces: list[np.ndarray | None] = [None] * len(texts)
         with torch.inference_mode():

@@ -139,6 +139,7 @@ class Build:
         self.directory = directory
         self.meta = meta
         self.splits = splits
+        self._teams: dict[str, tuple] = {}
 
     @property
     def experts(self) -> list[str]:
@@ -155,6 +156,12 @@ class Build:
         return cls(directory, json.loads(path.read_text()))
 
     def team(self, name: str):
+        """(the team, its record), loaded once per Build."""
+        if name not in self._teams:
+            self._teams[name] = self._load_team(name)
+        return self._teams[name]
+
+    def _load_team(self, name: str):
         import torch
 
         from tradesim.finteam.team import build_team
