@@ -198,12 +198,12 @@ def test_the_entropy_term_keeps_experts_in_use():
 
 
 @pytest.mark.parametrize("count", [1, 2])
-def test_top_layers_over_stored_token_states_give_the_experts_features(count, tiny_bert):
+def test_top_layers_over_stored_token_states_give_the_experts_features(count, tiny_bert, tmp_path):
     """Before tuning, running an expert's top layers over the stored token states reproduces the
     expert's own features (up to the float16 storage), whatever the texts' lengths."""
     import torch
 
-    from tradesim.finteam.backbone import Backbone, top_layers, top_pooled
+    from tradesim.finteam.backbone import Backbone, HiddenSet, top_layers, top_pooled
 
     backbone = Backbone(str(tiny_bert), max_length=24)
     rng = np.random.default_rng(0)
@@ -213,6 +213,9 @@ def test_top_layers_over_stored_token_states_give_the_experts_features(count, ti
     expected = backbone.features(texts, batch_size=5)
     states = backbone.hidden(texts, count, batch_size=7)
     assert len(states) == 12
+    states.take([5, 2]).save(tmp_path / "part.npz")
+    part = HiddenSet.load(tmp_path / "part.npz")
+    assert len(part) == 2 and all(torch.equal(a, b) for a, b in zip(part.batch([1, 0]), states.batch([2, 5])))
     layers = top_layers(backbone.model, count).eval()
     rows = np.array([3, 0, 11, 7])
     with torch.no_grad():

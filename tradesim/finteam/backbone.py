@@ -86,12 +86,12 @@ class HiddenSet:
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as handle:
-            np.savez(handle, tokens=self.tokens, offsets=self.offsets[: len(self.offsets)])
+            np.savez(handle, tokens=self.tokens, offsets=self.offsets, index=self.index)
 
     @classmethod
     def load(cls, path: Path) -> "HiddenSet":
         with np.load(path) as stored:
-            return cls(stored["tokens"], stored["offsets"])
+            return cls(stored["tokens"], stored["offsets"], stored["index"])
 
 
 def top_layers(model, count: int):

@@ -101,7 +101,7 @@ class FeatureStore:
 
     def hidden(self, model_key: str, source: str, texts: list[str], max_length: int, below_top: int) -> HiddenSet:
         """Token states entering the top `below_top` layers (for teams that tune those layers)."""
-        key = content_hash("hidden", model_key, max_length, below_top, texts_hash(texts))
+        key = content_hash("hidden-2", model_key, max_length, below_top, texts_hash(texts))  # 2: stores the selection
         path = self.root / f"{key}.npz"
         if path.is_file():
             return HiddenSet.load(path)
