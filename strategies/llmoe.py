@@ -126,6 +126,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
         Param("min_expert_days", int, 50, "an expert with fewer training days is trained on all of them", minimum=1),
         *LEARNING_PARAMS,
     )
+    fitted_attributes = (*LearnedAllInAllOut.fitted_attributes, "experts", "training_days")
     model = None  # the router's LanguageModel, loaded on first use
     future_returns: pd.Series | None = None  # only for the oracle, from reveal_future
 

@@ -14,6 +14,7 @@ from tradesim.strategy import Decision
 class MLPStrategy(LearnedAllInAllOut):
     name = "mlp"
     summary = "One feed-forward network on all training days (LLMoE baseline), All-in All-out."
+    fitted_attributes = (*LearnedAllInAllOut.fitted_attributes, "classifier")
 
     def fit(self, view: MarketView) -> None:
         rows, labels = self.training_rows(view)

@@ -42,7 +42,7 @@ class BacktestResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, notes: list[str]):
+def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, notes: list[str], state: bytes | None = None):
     sessions = data.sessions
     if config.train_end is None and not strategy.needs_training:
         return None, sessions
@@ -59,11 +59,14 @@ def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, note
         raise TradesimError(f"--train-end {train_end.date()}: no sessions before it to train on (data starts {sessions[0].date()})")
     if len(test) < 2:
         raise TradesimError(f"--train-end {train_end.date()}: fewer than 2 sessions after it to test on (data ends {sessions[-1].date()})")
-    strategy.fit(data.view(training[-1]))
+    if state is None:
+        strategy.fit(data.view(training[-1]))
+    else:
+        strategy.load_state(state)
     return train_end, test
 
 
-def _check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy: str, date: pd.Timestamp) -> None:
+def check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy: str, date: pd.Timestamp) -> None:
     unknown = set(weights) - set(tickers)
     if unknown:
         raise ValueError(f"strategy {strategy} weighted unknown ticker {sorted(unknown)[0]} on {date.date()}")
@@ -74,7 +77,7 @@ def _check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy
         raise ValueError(f"strategy {strategy} asked for leverage (long weights {values.clip(min=0).sum():g}) on {date.date()}")
 
 
-def _action(previous: float, weight: float) -> str:
+def order_action(previous: float, weight: float) -> str:
     if np.isclose(previous, weight, rtol=0, atol=1e-12):
         return "hold"
     return "buy" if weight > previous else "sell"
@@ -106,7 +109,8 @@ def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, p
     return quality
 
 
-def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bool = True) -> BacktestResult:
+def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bool = True, state: bytes | None = None) -> BacktestResult:
+    """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting."""
     started = time.perf_counter()
     runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
     # Named tickers: parameters are checked before any data is read; `all`: once the source names them.
@@ -128,7 +132,7 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
     strategy.runtime = dataclasses.replace(strategy.runtime, fill=fill)
     if strategy.looks_ahead:
         strategy.reveal_future(data)
-    train_end, test = _test_sessions(data, strategy, config, notes)
+    train_end, test = _test_sessions(data, strategy, config, notes, state)
     fitted = time.perf_counter()
 
     dates = strategy.decision_dates(test)
@@ -137,7 +141,7 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
     rows, decisions, scores, predictions = [], [], {}, {}
     previous = dict.fromkeys(data.tickers, 0.0)
     for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
-        _check_weights(decision.weights, data.tickers, strategy.name, date)
+        check_weights(decision.weights, data.tickers, strategy.name, date)
         row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
         rows.append(row)
         if decision.scores is not None:
@@ -151,7 +155,7 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
                     "ticker": ticker,
                     **decision.log.get(ticker, {}),
                     "weight": row[ticker],
-                    "action": _action(previous[ticker], row[ticker]),
+                    "action": order_action(previous[ticker], row[ticker]),
                 }
             )
         previous = row

@@ -19,7 +19,9 @@ class TradesimGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TradesimError as error:
-            raise click.ClickException(str(error)) from None
+            exception = click.ClickException(str(error))
+            exception.exit_code = error.exit_code
+            raise exception from None
         except click.UsageError as error:  # a bad flag value: its message alone, not the usage text
             command = (error.ctx or ctx).command_path
             raise click.ClickException(f"{error.format_message()} (`{command} --help` lists the options)") from None
@@ -310,3 +312,189 @@ def evaluate(model: str, task: str, shared: str, baseline_steps: int, device: st
     write_evaluation(target, results, predictions, {**meta, "tasks": list(tasks)})
     click.echo(results_table(results))
     click.echo(f"evaluation: {target}")
+
+
+@main.group("paper")
+def paper_group() -> None:
+    """Persistent paper accounts run night after night ($TRADESIM_HOME/paper/<name>/)."""
+
+
+NOW_HELP = "The current time (ISO; New York time unless a zone is given). Default: the clock."
+
+
+@paper_group.command("init")
+@click.argument("name")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="TOML run configuration (as for `tradesim backtest --config`).")
+@click.option("--inception", help="First session the account trades from (YYYY-MM-DD; default: the next session to close).")
+@click.option("--capital", type=float, help="Starting capital (default: the config's, else 100000).")
+@click.option("--dividends", type=click.Choice(["reinvest", "cash"]), default="reinvest", show_default=True, help="Reinvest dividends (as adjusted prices assume) or credit them as cash.")
+@click.option("--now", help=NOW_HELP)
+def paper_init(name: str, config_path: Path, inception: str | None, capital: float | None, dividends: str, now: str | None) -> None:
+    """Create an account: fit the strategy once on the data before the inception and store it."""
+    from strategies import get_strategy
+    from tradesim.config import read_toml, resolve
+    from tradesim.paper.account import init_account, parse_now
+
+    file_values = read_toml(config_path)
+    config = resolve(file_values, {}, origin=str(config_path))
+    config = dataclasses.replace(config, params=get_strategy(config.strategy).resolve_params(config.params))
+    made = init_account(name, config, inception=inception, capital=capital, dividends=dividends, now=parse_now(now), progress=True)
+    click.echo(
+        f"paper account {name}: {config.strategy} on {', '.join(made['config']['tickers'])}, capital {made['capital']:,.2f}, "
+        f"fills {made['fill']}, dividends {made['dividends']}; fitted on data through {made['fitted_through']}; "
+        f"first session {made['inception']}; fingerprint {made['fingerprint']}"
+    )
+    for note in made["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"account directory: {made['directory']}")
+
+
+@paper_group.command("run")
+@click.argument("name")
+@click.option("--now", help=NOW_HELP)
+@click.option("--max-catch-up", type=click.IntRange(1), default=5, show_default=True, help="Process at most this many closed sessions in one run.")
+@click.option("--accept-change", help="Go on although what decides changed (code, model, template): starts a new epoch with this reason.")
+@click.option("--notify-cmd", help="Shell command that receives a JSON summary of the run on stdin (also on refusals).")
+def paper_run(name: str, now: str | None, max_catch_up: int, accept_change: str | None, notify_cmd: str | None) -> None:
+    """Process every closed session since the last one: fills, marks, tomorrow's orders.
+
+    Exit 0: done (or nothing to do); 75: try later (session not closed, bar missing, another run
+    busy); 2: refused until a person looks (restated bar, unmatched jump, changed fingerprint,
+    corrupt ledger)."""
+    from tradesim.paper.account import notify, parse_now, run_account
+
+    try:
+        summary = run_account(name, now=parse_now(now), max_catch_up=max_catch_up, accept_change=accept_change, progress=False)
+    except TradesimError as error:
+        if notify_cmd:
+            problem = notify(notify_cmd, {"account": name, "status": "retry" if error.exit_code == 75 else "refused", "exit_code": error.exit_code, "message": str(error)})
+            if problem:
+                click.echo(f"warning: {problem}", err=True)
+        raise
+    for message in summary.messages:
+        click.echo(message)
+    for session in summary.processed:
+        click.echo(f"processed {session}" + (" (late: decided after the next session had opened)" if session in summary.late else ""))
+    if summary.processed:
+        click.echo(f"equity {summary.equity:,.2f} (benchmark {summary.benchmark:,.2f})")
+        for order in summary.orders:
+            click.echo(f"order {order['id']}: {order['ticker']} at {order['fill_session']}: {order['reason']}")
+    if summary.remaining:
+        click.echo(f"{summary.remaining} more closed sessions are due: run again (--max-catch-up {max_catch_up})")
+    if notify_cmd:
+        problem = notify(notify_cmd, dataclasses.asdict(summary))
+        if problem:
+            click.echo(f"warning: {problem}", err=True)
+
+
+@paper_group.command("status")
+@click.argument("name")
+@click.option("--now", help=NOW_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def paper_status(name: str, now: str | None, as_json: bool) -> None:
+    """Last processed and next due session, positions, cash, equity, orders, fingerprint, data events."""
+    import json
+
+    from tradesim.paper.account import parse_now, status_of
+
+    status = status_of(name, parse_now(now))
+    if as_json:
+        click.echo(json.dumps(status, indent=2, default=str))
+        return
+    for key in ("account", "strategy", "tickers", "inception", "fill", "dividends", "last_processed", "next_due", "sessions_due_now", "cash", "equity", "benchmark_equity", "epoch", "fingerprint"):
+        value = status[key]
+        click.echo(f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else (f'{value:,.2f}' if isinstance(value, float) else value)}")
+    for position in status["positions"]:
+        click.echo(f"position {position['ticker']}: {position['shares']:,.6f} shares, {position['value']:,.2f}")
+    for order in status["pending_orders"]:
+        click.echo(f"order {order['id']}: {order['ticker']} at {order['fill_session']}: {order['reason']}")
+    for event in status["data_events"]:
+        click.echo(f"data event {event['id']} ({event['status']}): {event['detail']}")
+    if status["crashed_run"]:
+        click.echo(f"a previous run stopped without finishing (started {status['crashed_run']['started']}); the next run redoes its unfinished session")
+
+
+@paper_group.command("orders")
+@click.argument("name")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the orders as CSV.")
+def paper_orders(name: str, as_csv: bool) -> None:
+    """Tomorrow's orders: target weight per ticker, with the reason for each."""
+    from tradesim.paper.account import open_account, pending_orders
+
+    ledger = open_account(name)
+    try:
+        orders = pending_orders(ledger)
+    finally:
+        ledger.close()
+    click.echo(orders.to_csv(index=False).rstrip("\n") if as_csv else (orders.to_string(index=False) if len(orders) else "no orders (no session processed yet)"))
+
+
+@paper_group.command("report")
+@click.argument("name")
+@click.option("--backtest/--no-backtest", default=True, show_default=True, help="Also backtest the same sessions and draw it beside the account.")
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write the HTML page (default: report.html in the account directory).")
+def paper_report(name: str, backtest: bool, out: Path | None) -> None:
+    """An HTML page: paper equity against the backtest of the same sessions and the benchmark;
+    the last night's fills, corporate actions, positions and tomorrow's orders."""
+    from tradesim.paper.account import backtest_equity, open_account
+    from tradesim.paper.ledger import write_atomically
+    from tradesim.paper.report import account_report
+
+    ledger = open_account(name)
+    try:
+        compared = backtest_equity(ledger) if backtest and ledger.last_session() else None
+        target = out or ledger.directory / "report.html"
+        write_atomically(Path(target), account_report(ledger, compared))
+    finally:
+        ledger.close()
+    if compared is not None:
+        click.echo(f"backtest of the same sessions ends at {compared.iloc[-1]:,.2f}")
+    click.echo(f"report: {target}")
+
+
+@paper_group.command("verify")
+@click.argument("name")
+def paper_verify(name: str) -> None:
+    """Recompute positions, cash and equity from capital, fills and corporate actions; check the hash chain."""
+    from tradesim.paper.account import PaperRefusal, open_account, verify_account
+
+    ledger = open_account(name)
+    try:
+        problems = verify_account(ledger)
+        sessions = len(ledger.query("SELECT session FROM sessions"))
+    finally:
+        ledger.close()
+    if problems:
+        raise PaperRefusal(f"paper account {name}: {len(problems)} problems, first: {problems[0]}")
+    click.echo(f"paper account {name}: {sessions} sessions verified (positions, cash, equity, hash chain)")
+
+
+@paper_group.command("list")
+def paper_list() -> None:
+    """The accounts under $TRADESIM_HOME/paper."""
+    from tradesim.paper.account import list_accounts
+
+    accounts = list_accounts()
+    if not accounts:
+        click.echo("no paper accounts")
+    for account in accounts:
+        if "problem" in account:
+            click.echo(f"{account['account']}: {account['problem']}")
+        else:
+            click.echo(f"{account['account']}: {account['strategy']} on {account['tickers']}, last processed {account['last_processed'] or 'none'}, equity {account['equity']:,.2f}")
+
+
+@paper_group.command("resolve")
+@click.argument("name")
+@click.argument("event_id")
+@click.option("--accept", "decision", flag_value="accepted", help="The source is right (a real restatement or move): go on.")
+@click.option("--ignore", "decision", flag_value="ignored", help="Go on regardless (a known bad print that the account did not use).")
+@click.option("--reason", required=True, help="Why: recorded with the event.")
+def paper_resolve(name: str, event_id: str, decision: str | None, reason: str) -> None:
+    """Accept or ignore a recorded data event so that runs go on."""
+    from tradesim.paper.account import resolve_event
+
+    if decision is None:
+        raise TradesimError("--accept or --ignore: say which")
+    resolve_event(name, event_id, decision, reason)
+    click.echo(f"data event {event_id}: {decision} ({reason})")

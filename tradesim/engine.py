@@ -180,3 +180,64 @@ def _trades(records: np.ndarray, sessions: pd.DatetimeIndex, tickers: pd.Index, 
             "note": np.where(closed_out, DELISTED, ""),
         }
     )
+
+
+@dataclass(frozen=True)
+class Fill:
+    ticker: str
+    side: str  # buy or sell
+    shares: float  # > 0
+    price: float  # after slippage
+    fees: float
+
+    @property
+    def value(self) -> float:
+        return self.shares * self.price
+
+
+def rebalance(
+    tickers: tuple[str, ...],
+    shares: np.ndarray,
+    cash: float,
+    targets: np.ndarray,
+    prices: np.ndarray,
+    marks: np.ndarray,
+    *,
+    cost_bps: float = 0.0,
+    slippage_bps: float = 0.0,
+) -> tuple[np.ndarray, float, list[Fill]]:
+    """One session's fills, one session at a time: the convention `simulate` follows (paper
+    accounts use this; the tests hold the two equal).
+
+    `targets` are target weights (NaN: no order), `prices` the fill prices (NaN: none, the order
+    is skipped), `marks` the last known closes that value tickers without a fill price. Sizing uses
+    cash plus positions at those prices; sells go first (orders sorted by the value they change),
+    buys are capped by the cash there is. Returns the new shares, cash and fills."""
+    fee, slip = cost_bps / 1e4, slippage_bps / 1e4
+    shares = np.array(shares, dtype=float)
+    priced = np.isfinite(prices)
+    ordered = priced & np.isfinite(targets)
+    valued_at = np.where(priced, prices, marks)
+    value = cash + float(np.sum(np.where(shares != 0, shares * valued_at, 0.0)))
+    safe_prices = np.where(priced, prices, 1.0)
+    wanted = np.where(ordered, np.nan_to_num(targets) * value / safe_prices - shares, 0.0)
+    change = np.where(ordered, np.nan_to_num(targets) * value - shares * safe_prices, 0.0)
+    fills = []
+    for column in np.argsort(change, kind="stable"):
+        delta = wanted[column]
+        if abs(delta) <= 1e-12:
+            continue
+        price = float(prices[column])
+        if delta > 0:
+            paid = price * (1 + slip)
+            cost = delta * paid * (1 + fee)
+            if cost > cash:
+                delta, cost = cash / (paid * (1 + fee)), cash
+            cash -= cost
+            fills.append(Fill(tickers[column], "buy", float(delta), paid, float(delta * paid * fee)))
+        else:
+            received = price * (1 - slip)
+            cash += -delta * received * (1 - fee)
+            fills.append(Fill(tickers[column], "sell", float(-delta), received, float(-delta * received * fee)))
+        shares[column] += delta
+    return shares, cash, fills

@@ -34,6 +34,7 @@ class LearnedAllInAllOut(Strategy):
     """Shared machinery: feature windows, training rows, device, All-in All-out decisions."""
 
     params = LEARNING_PARAMS
+    fitted_attributes = ("fitted", "input_columns", "training_period")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

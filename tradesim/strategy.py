@@ -102,6 +102,10 @@ class Strategy(abc.ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
+    # What `fit` learns (stored by paper accounts, so nightly runs load it instead of refitting),
+    # and what one decision hands to the next (a held portfolio), carried from night to night.
+    fitted_attributes: ClassVar[tuple[str, ...]] = ()
+    carried_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, tickers: tuple[str, ...], params: dict[str, Any] | None = None, seed: int = 0, runtime: Runtime | None = None
@@ -139,6 +143,23 @@ class Strategy(abc.ABC):
 
     def fit(self, view: MarketView) -> None:
         """Learn from data strictly before the test period. Default: nothing to learn."""
+
+    def state(self) -> bytes:
+        """The fitted state (`fitted_attributes`), as bytes a later process can `load_state`."""
+        return _pickle({name: getattr(self, name) for name in self.fitted_attributes if hasattr(self, name)})
+
+    def load_state(self, blob: bytes) -> None:
+        """Restore what `fit` learned (from `state()`), instead of fitting again."""
+        for name, value in _unpickle(blob).items():
+            setattr(self, name, value)
+
+    def carried(self) -> bytes:
+        """What the last decision leaves for the next one (`carried_attributes`)."""
+        return _pickle({name: getattr(self, name) for name in self.carried_attributes if hasattr(self, name)})
+
+    def restore_carried(self, blob: bytes) -> None:
+        for name, value in _unpickle(blob).items():
+            setattr(self, name, value)
 
     def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
         """The test-period sessions on which this strategy decides. Default: every one."""
@@ -183,3 +204,15 @@ class Strategy(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What run.json records about the strategy (resolved parameters, models used)."""
         return {"name": self.name, "params": self.settings, "models": self.models()}
+
+
+def _pickle(values: dict[str, Any]) -> bytes:
+    import pickle
+
+    return pickle.dumps(values, protocol=5)
+
+
+def _unpickle(blob: bytes) -> dict[str, Any]:
+    import pickle
+
+    return pickle.loads(blob)

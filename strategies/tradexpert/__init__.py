@@ -63,6 +63,8 @@ EMBEDDING_COMPONENTS = 8  # principal components kept of each embedded report
 class TradExpert(Strategy):
     name = "tradexpert"
     summary = "TradExpert: News, Market, Alpha and Fundamental experts report; a General Expert ranks (top-K) or predicts."
+    fitted_attributes = ("fitted", "factors", "ics", "factor_table", "training_period", "projections", "input_columns", "general")
+    carried_attributes = ("held",)
     params = (
         Param("mode", str, "rank", "rank: pairwise ranking, top-K portfolio; predict: rise/fall, All-in All-out per ticker", ("rank", "predict")),
         Param("ranking", str, "all-pairs", "how comparisons become a ranking", METHODS),
@@ -141,6 +143,11 @@ class TradExpert(Strategy):
         if spec not in self.models_used:
             self.models_used[spec] = self.runtime.load_model(spec)
         return self.models_used[spec]
+
+    def state(self) -> bytes:
+        if self.settings["fine_tune"] == "lora":
+            raise TradesimError("--fine-tune lora: the LoRA-tuned General Expert lives inside its model and cannot be stored for a paper account yet")
+        return super().state()
 
     def models(self) -> list[dict[str, Any]]:
         return [model.describe() for model in self.models_used.values()]

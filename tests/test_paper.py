@@ -1,0 +1,406 @@
+"""Paper accounts, proven from outside: parity with the backtest, crashes at named points, a
+random-kill soak, idempotency, concurrent runs, damaged state files and data that changes."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fakes import FakeBackend
+from paper_helpers import cli, evening, printed_bars, write_bars, write_config, xnys_sessions
+from tradesim.llm import model as model_module
+from tradesim.paper import account as paper
+from tradesim.paper.ledger import LEDGER, Ledger
+
+START, SESSIONS = "2023-01-03", 120
+DATES = xnys_sessions(START, SESSIONS)
+INCEPTION = DATES[90]  # 2023-05-11
+SPLIT_DAY, DIVIDEND_DAY = DATES[95], DATES[98]
+LAST = DATES[106]
+NIGHTS = DATES[90:107]
+FAST = {"epochs": 3, "patience": 2, "hidden": 8}
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(paper.KILL_ENV, raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def fake_router(monkeypatch):
+    monkeypatch.setitem(model_module.BACKENDS, "fake", lambda target, options: FakeBackend(f"fake:{target}"))
+
+
+def frames(tickers=("AAA", "BBB", "CCC")):
+    return printed_bars(tickers, START, SESSIONS, seed=4, splits={"AAA": (SPLIT_DAY, 2.0)}, dividends={"BBB": (DIVIDEND_DAY, 0.03)})
+
+
+def signals_file(path, tickers, seed=1):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for day in DATES[85:]:
+        if rng.uniform() < 0.6:
+            weights = rng.uniform(-0.6, 0.6, len(tickers))
+            weights /= max(1.0, weights.clip(min=0).sum())
+            rows += [{"date": str(day.date()), "ticker": t, "weight": round(float(w), 4)} for t, w in zip(tickers, weights)]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def make_account(tmp_path, strategy="momentum", tickers=("AAA", "BBB", "CCC"), name="acct", through=None, **values):
+    data = write_bars(tmp_path / "data", frames(tickers), through)
+    config = write_config(tmp_path / f"{name}.toml", data, strategy, tickers, **values)
+    made = cli("paper", "init", name, "--config", config, "--inception", INCEPTION.date(), "--now", evening(DATES[89].date()))
+    assert made.exit_code == 0, made.output
+    return config
+
+
+def night(name="acct", session=None, *extra):
+    return cli("paper", "run", name, "--now", evening(session.date()), *extra)
+
+
+def dump(name="acct", home=None):
+    ledger = Ledger.open(paper.account_dir(name, home))
+    try:
+        return ledger.dump()
+    finally:
+        ledger.close()
+
+
+def equity(name="acct"):
+    ledger = paper.open_account(name)
+    try:
+        return paper.equity_frame(ledger)
+    finally:
+        ledger.close()
+
+
+CASES = {
+    "momentum-next-open-costs": ("momentum", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "slippage_bps": 3, "params": {"lookback": 10, "top_k": 1}}),
+    "momentum-next-close": ("momentum", ("AAA", "BBB", "CCC"), {"fill": "next-close", "cost_bps": 2, "params": {"lookback": 10, "top_k": 2}}),
+    "signals-long-short-next-open": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 10, "slippage_bps": 2}),
+    "signals-long-short-next-close": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-close", "cost_bps": 3, "slippage_bps": 1}),
+    "mlp-short": ("mlp", ("AAA",), {"fill": "next-open", "cost_bps": 5, "params": {**FAST, "short": True}}),
+    "llmoe": ("llmoe", ("AAA",), {"fill": "next-open", "cost_bps": 5, "params": {**FAST, "router": "fake:1"}}),
+    "tradexpert": ("tradexpert", ("AAA", "BBB", "CCC"), {"fill": "next-close", "params": {"experts": "market,alpha", "general_expert": "random", "top_k": 1, "n_drop": 1, "rebalance_every": 1, "market_window": 5}}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_night_by_night_equals_the_backtest_across_a_split_and_a_dividend(tmp_path, case, fake_router):
+    strategy, tickers, values = CASES[case]
+    values = json.loads(json.dumps(values))
+    if strategy == "signals":
+        values["params"] = {"signals": str(signals_file(tmp_path / "signals.csv", tickers))}
+    config = make_account(tmp_path, strategy, tickers, **values)
+    for session in NIGHTS:
+        result = night("acct", session)
+        assert result.exit_code == 0, result.output
+    paper_equity = equity()
+    out = tmp_path / "backtest"
+    run = cli("backtest", "--config", config, "--train-end", INCEPTION.date(), "--end", LAST.date(), "--out", out)
+    assert run.exit_code == 0, run.output
+    backtest = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
+    # the backtest's curve starts at its first decision; before it the account holds its capital
+    assert paper_equity.index[-1] == backtest.index[-1] and set(backtest.index) <= set(paper_equity.index)
+    assert (paper_equity.loc[: backtest.index[0], "equity"].iloc[:-1] == 100_000).all()
+    paper_equity = paper_equity.loc[backtest.index[0] :]
+    np.testing.assert_allclose(paper_equity["equity"], backtest["equity"], rtol=1e-9)
+    if paper_equity.index[0] == INCEPTION:  # the benchmark is bought from the first decision
+        np.testing.assert_allclose(paper_equity["benchmark"], backtest["benchmark"], rtol=1e-9)
+    assert paper_equity["equity"].nunique() > 3  # it traded
+    verified = cli("paper", "verify", "acct")
+    assert verified.exit_code == 0, verified.output
+    if "AAA" in tickers:  # the split multiplied the benchmark's shares, at least
+        ledger = paper.open_account("acct")
+        kinds = {row[0] for row in ledger.query("SELECT kind FROM actions")}
+        ledger.close()
+        assert "split" in kinds and ("dividend" in kinds or tickers == ("AAA",))
+
+
+def test_dividends_credited_as_cash_are_cash_and_verify(tmp_path):
+    data = write_bars(tmp_path / "data", frames(("BBB",)))
+    config = write_config(tmp_path / "c.toml", data, "buy-and-hold", ["BBB"])
+    assert cli("paper", "init", "cash", "--config", config, "--inception", INCEPTION.date(), "--dividends", "cash", "--now", evening(DATES[89].date())).exit_code == 0
+    assert cli("paper", "init", "reinvest", "--config", config, "--inception", INCEPTION.date(), "--now", evening(DATES[89].date())).exit_code == 0
+    for name in ("cash", "reinvest"):
+        assert cli("paper", "run", name, "--now", evening(LAST.date()), "--max-catch-up", "20").exit_code == 0
+        assert cli("paper", "verify", name).exit_code == 0
+    cash, reinvest = equity("cash"), equity("reinvest")
+    before = cash.index < DIVIDEND_DAY
+    np.testing.assert_allclose(cash["equity"][before], reinvest["equity"][before], rtol=1e-12)
+    credited = cash["cash"].diff()[DIVIDEND_DAY]
+    ledger = paper.open_account("cash")
+    (shares, amount), = ledger.query("SELECT shares_before, dividend FROM actions WHERE book = 'account'")
+    ledger.close()
+    assert credited == pytest.approx(shares * amount) and amount == pytest.approx(0.03 * frames(("BBB",))["BBB"]["Close"][97], rel=1e-6)
+
+
+def test_a_second_run_of_a_night_changes_nothing_and_says_what_is_next(tmp_path):
+    make_account(tmp_path)
+    assert night("acct", DATES[92]).exit_code == 0
+    first = dump()
+    again = night("acct", DATES[92])
+    assert again.exit_code == 0 and f"nothing to do (next: {DATES[93].date()}" in again.output
+    assert dump() == first
+    early = cli("paper", "run", "acct", "--now", f"{DATES[93].date()}T15:00")  # before the close
+    assert early.exit_code == 0 and "nothing to do" in early.output and dump() == first
+
+
+def test_catch_up_is_capped_and_late_decisions_are_flagged(tmp_path):
+    make_account(tmp_path)
+    result = night("acct", DATES[99], "--max-catch-up", "3")
+    assert result.exit_code == 0
+    assert "7 more closed sessions are due" in result.output
+    frame = equity()
+    assert list(frame.index) == list(DATES[90:93]) and frame["late"].all()
+    assert night("acct", DATES[99], "--max-catch-up", "10").exit_code == 0
+    assert equity()["late"].tolist() == [1] * 9 + [0]
+
+
+def run_in_child(name, session, kill_at=None, max_catch_up=5, home=None):
+    """A night in a forked process; with `kill_at` it dies there (SIGKILL). True when killed."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if kill_at:
+                os.environ[paper.KILL_ENV] = kill_at
+            paper._reached.clear()
+            try:
+                paper.run_account(name, now=paper.parse_now(evening(session.date())), max_catch_up=max_catch_up, home=home)
+            except paper.TradesimError as error:
+                print(error)
+                os._exit(3)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0, "the night failed"
+    return os.WIFSIGNALED(status)
+
+
+SCENARIOS = {  # nights before the crash, the night that crashes (a catch-up when several sessions are due)
+    "first night": ([], DATES[90]),
+    "catch-up": ([DATES[91]], DATES[94]),
+    "split night": ([DATES[94]], SPLIT_DAY),
+    "dividend night": ([DATES[97]], DIVIDEND_DAY),
+}
+
+
+@pytest.mark.parametrize("point", ["fetched", "decided", "before-commit", "after-commit", "report", "before-commit:2", "after-commit:3"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_kill_at_any_point_leaves_a_verifiable_account_that_ends_as_if_never_killed(tmp_path, home, point, scenario):
+    before, crash = SCENARIOS[scenario]
+    if ":" in point and scenario != "catch-up":
+        pytest.skip("the n-th pass of a point needs several sessions in one run")
+    make_account(tmp_path, cost_bps=5)
+    reference_home = tmp_path / "reference"
+    made = paper.init_account("acct", _config(tmp_path), inception=str(INCEPTION.date()), now=paper.parse_now(evening(DATES[89].date())), home=reference_home)
+    assert made
+    for session in [*before, crash]:
+        assert not run_in_child("acct", session, home=reference_home)
+    for session in before:
+        assert not run_in_child("acct", session)
+    assert run_in_child("acct", crash, kill_at=point)
+    checked = cli("paper", "verify", "acct")
+    assert checked.exit_code == 0, checked.output
+    status = cli("paper", "status", "acct", "--now", evening(crash.date()))
+    assert "stopped without finishing" in status.output
+    assert not run_in_child("acct", crash)
+    assert dump() == dump(home=reference_home)
+    assert (home / "paper" / "acct" / "orders.csv").read_bytes() == (reference_home / "paper" / "acct" / "orders.csv").read_bytes()
+
+
+def _config(tmp_path):
+    from tradesim.config import read_toml, resolve
+
+    return resolve(read_toml(tmp_path / "acct.toml"), {})
+
+
+def test_random_kills_over_a_twenty_night_catch_up_end_where_an_unkilled_run_does(tmp_path, home):
+    make_account(tmp_path, cost_bps=5, slippage_bps=2)
+    reference_home = tmp_path / "reference"
+    paper.init_account("acct", _config(tmp_path), inception=str(INCEPTION.date()), now=paper.parse_now(evening(DATES[89].date())), home=reference_home)
+    end = DATES[109]
+    assert not run_in_child("acct", end, max_catch_up=20, home=reference_home)
+    rng = random.Random(20)
+    kills = 0
+    for _ in range(60):
+        point = rng.choice(paper.KILL_POINTS)
+        point += f":{rng.randint(1, 3)}" if point.endswith("commit") else ""  # passed once per session
+        if not run_in_child("acct", end, kill_at=point, max_catch_up=20):
+            break
+        kills += 1
+        assert cli("paper", "verify", "acct").exit_code == 0
+    assert kills >= 5
+    assert dump() == dump(home=reference_home)
+
+
+def test_two_runs_at_once_process_each_session_once(tmp_path, home):
+    make_account(tmp_path)
+    lock = open(home / "paper" / "acct" / "lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    busy = night("acct", DATES[95])
+    assert busy.exit_code == 75 and "another `tradesim paper run`" in busy.output
+    lock.close()
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                paper.run_account("acct", now=paper.parse_now(evening(DATES[95].date())), max_catch_up=10)
+            except paper.TradesimError:
+                os._exit(75)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    codes = sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children)
+    assert codes[0] == 0 and codes[1] in (0, 75)
+    frame = equity()
+    assert list(frame.index) == list(DATES[90:96])
+    assert cli("paper", "verify", "acct").exit_code == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed tail", "deleted wal"])
+def test_a_damaged_ledger_is_refused_with_exit_2_never_started_again(tmp_path, home, damage):
+    make_account(tmp_path)
+    directory = home / "paper" / "acct"
+    if damage == "deleted wal":
+        assert not run_in_child("acct", DATES[92])
+        assert run_in_child("acct", DATES[93], kill_at="after-commit")
+        (directory / (LEDGER + "-wal")).unlink()
+    else:
+        assert night("acct", DATES[95]).exit_code == 0
+        path = directory / LEDGER
+        size = path.stat().st_size
+        with open(path, "r+b") as handle:
+            if damage == "truncated":
+                handle.truncate(size // 2)
+            else:
+                handle.seek(size - 8192)
+                handle.write(b"\0" * 8192)
+    size = (directory / LEDGER).stat().st_size
+    for command in (["run", "acct", "--now", evening(DATES[96].date())], ["status", "acct"], ["verify", "acct"]):
+        result = cli("paper", *command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "ledger" in result.output and "never re-initialised" in result.output or "corrupt" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert (directory / LEDGER).stat().st_size == size
+
+
+def test_a_restated_bar_is_refused_until_resolved(tmp_path):
+    make_account(tmp_path)
+    assert night("acct", DATES[92]).exit_code == 0
+    changed = frames()
+    changed["BBB"].loc[91, ["Close", "Adj Close"]] *= 1.01  # a bar the account used, restated at the source
+    write_bars(tmp_path / "data", changed)
+    before = dump()
+    refused = night("acct", DATES[93])
+    assert refused.exit_code == 2
+    assert f"restated/{DATES[91].date()}/BBB" in refused.output and "already used" in refused.output
+    status = cli("paper", "status", "acct", "--now", evening(DATES[93].date()))
+    assert "(open)" in status.output
+    assert cli("paper", "resolve", "acct", f"restated/{DATES[91].date()}/BBB", "--accept", "--reason", "vendor correction").exit_code == 0
+    resumed = night("acct", DATES[93])
+    assert resumed.exit_code == 0, resumed.output
+    assert equity().index[-1] == DATES[93]
+    assert dump().startswith(before.split("\n")[0])
+
+
+def test_a_jump_without_a_split_is_refused_and_a_missing_bar_is_try_later(tmp_path):
+    make_account(tmp_path)
+    changed = frames()
+    for column in ("Open", "High", "Low", "Close", "Adj Close"):
+        changed["CCC"].loc[92:, column] /= 3  # a 3:1 split the source forgot to record
+    write_bars(tmp_path / "data", changed, through=str(DATES[92].date()))
+    assert night("acct", DATES[91]).exit_code == 0
+    refused = night("acct", DATES[92])
+    assert refused.exit_code == 2 and f"jump/{DATES[92].date()}/CCC" in refused.output and "no split explains" in refused.output
+    assert equity().index[-1] == DATES[91]
+    later = night("acct", DATES[93])  # the file has no bar for it yet
+    assert later.exit_code in (2, 75)
+    assert cli("paper", "resolve", "acct", f"jump/{DATES[92].date()}/CCC", "--ignore", "--reason", "checked: a real crash").exit_code == 0
+    waiting = night("acct", DATES[93])
+    assert waiting.exit_code == 75 and f"no bar for AAA, BBB, CCC on {DATES[93].date()}" in waiting.output
+    assert equity().index[-1] == DATES[92]  # what could be processed was
+
+
+def test_a_changed_fingerprint_is_refused_then_accepted_as_a_new_epoch(tmp_path, monkeypatch):
+    make_account(tmp_path)
+    assert night("acct", DATES[91]).exit_code == 0
+    monkeypatch.setattr(paper, "code_hash", lambda cls: "changed")
+    refused = night("acct", DATES[92])
+    assert refused.exit_code == 2 and "(code)" in refused.output and "--accept-change" in refused.output
+    accepted = night("acct", DATES[92], "--accept-change", "fixed a bug in momentum")
+    assert accepted.exit_code == 0 and "epoch 2 starts on" in accepted.output
+    assert equity()["epoch"].tolist() == [1, 1, 2]
+    assert night("acct", DATES[93]).exit_code == 0
+
+
+def test_init_refuses_what_a_paper_account_cannot_be(tmp_path):
+    data = write_bars(tmp_path / "data", frames(("AAA",)))
+    for values, expected in (
+        ({"llm_cache": "off"}, "llm_cache off"),
+        ({"fill": "same-close"}, "same-close"),
+    ):
+        config = write_config(tmp_path / "bad.toml", data, "buy-and-hold", ["AAA"], **values)
+        result = cli("paper", "init", "bad", "--config", config, "--now", evening(DATES[89].date()))
+        assert result.exit_code == 1 and expected in result.output
+    config = write_config(tmp_path / "ok.toml", data, "buy-and-hold", ["AAA"])
+    assert cli("paper", "init", "ok", "--config", config, "--inception", "2023-05-13").exit_code == 1  # a Saturday
+    assert cli("paper", "init", "ok", "--config", config, "--now", evening(DATES[89].date())).exit_code == 0
+    again = cli("paper", "init", "ok", "--config", config)
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert "ok: buy-and-hold on AAA" in cli("paper", "list").output
+
+
+def test_orders_report_and_notify(tmp_path):
+    make_account(tmp_path, params={"lookback": 10, "top_k": 1})
+    seen = tmp_path / "notified.json"
+    result = night("acct", DATES[93], "--notify-cmd", f"cat > {seen}")
+    assert result.exit_code == 0
+    summary = json.loads(seen.read_text())
+    assert summary["processed"] == [str(d.date()) for d in DATES[90:94]] and summary["orders"]
+    orders = cli("paper", "orders", "acct", "--csv")
+    table = pd.read_csv(pd.io.common.StringIO(orders.output))
+    assert list(table["ticker"]) == ["AAA", "BBB", "CCC"] and table["target_weight"].sum() == pytest.approx(1.0)
+    assert all(str(DATES[94].date()) == s for s in table["fill_session"])
+    report = cli("paper", "report", "acct")
+    assert report.exit_code == 0 and "backtest of the same sessions ends at" in report.output
+    page = (tmp_path / "home" / "paper" / "acct" / "report.html").read_text()
+    assert "Orders for the next session" in page and "rank 1" in page
+    refused = night("missing", DATES[93], "--notify-cmd", f"cat > {seen}")
+    assert refused.exit_code == 1 and json.loads(seen.read_text())["status"] == "refused"
+
+
+def test_yahoo_source_nightly(tmp_path, monkeypatch):
+    from test_yahoo import FakeYahoo
+    from tradesim.market import yahoo
+
+    served = FakeYahoo(start="2019-01-02", sessions=130)
+    served.printed["date"] = xnys_sessions("2019-01-02", 130)
+    monkeypatch.setattr(yahoo, "_download", served.download)
+    monkeypatch.setattr(yahoo, "_now", lambda: served.now)
+    dates = pd.DatetimeIndex(served.printed["date"])
+    split_day = dates[int(np.flatnonzero(served.printed["split"] > 0)[0])]
+    config = write_config(tmp_path / "y.toml", "yahoo", "momentum", ["MSFT"], cost_bps=5)
+    inception = dates[dates.get_loc(split_day) - 3]
+    served.now = paper.parse_now(evening(dates[dates.get_loc(inception) - 1].date()))
+    assert cli("paper", "init", "y", "--config", config, "--inception", inception.date(), "--now", evening(dates[dates.get_loc(inception) - 1].date())).exit_code == 0
+    for session in dates[dates.get_loc(inception) : dates.get_loc(split_day) + 6]:
+        served.now = paper.parse_now(evening(session.date()))
+        result = cli("paper", "run", "y", "--now", evening(session.date()))
+        assert result.exit_code == 0, result.output
+    frame = equity("y")
+    out = tmp_path / "bt"
+    assert cli("backtest", "--config", config, "--train-end", inception.date(), "--end", frame.index[-1].date(), "--out", out).exit_code == 0
+    backtest = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
+    np.testing.assert_allclose(frame["equity"], backtest["equity"], rtol=1e-9)
+    assert cli("paper", "verify", "y").exit_code == 0

@@ -1,0 +1,1 @@
+"""Persistent paper accounts: a ledger of record and the nightly run (see tradesim.paper.account)."""

@@ -1,0 +1,782 @@
+"""Paper accounts: a strategy fitted once, then run night after night on the sessions that closed.
+
+A night, for each closed session after the last one processed (XNYS calendar, oldest first, at
+most `max_catch_up` per run): load the bars up to it from the account's source and check them
+against what the account already used; apply the session's splits (shares multiply) and
+dividends (reinvested at the ex-date reference price, as adjusted prices assume, or credited as
+cash); fill the orders pending for it at its open or close with costs (`tradesim.engine.rebalance`,
+the convention the backtest engine follows); mark at the close; decide for the next session
+(language-model answers through the cache); commit, all in one transaction. Prices are kept as
+printed, so the account's shares are real shares; the backtest works in adjusted prices, and the
+two agree because the split/dividend steps are the same ones the adjusted prices are built from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import inspect
+import json
+import os
+import signal
+import subprocess
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from tradesim.backtest import check_weights, order_action
+from tradesim.config import RunConfig, tradesim_home
+from tradesim.engine import rebalance
+from tradesim.errors import TradesimError
+from tradesim.paper.ledger import BOOKS, LEDGER, Ledger, LedgerCorrupt, fingerprint_of, write_atomically
+from tradesim.strategy import Runtime, Strategy
+
+CALENDAR = "XNYS"
+DIVIDEND_MODES = ("reinvest", "cash")
+DEFAULT_MAX_CATCH_UP = 5
+JUMP_LIMIT = 1.5  # a session's adjusted close above 1.5x or below 1/1.5 of the last one is a data event
+RESTATE_TOLERANCE = 1e-6  # relative, as the Yahoo cache's: float noise is not a restatement
+KILL_ENV = "TRADESIM_PAPER_KILL_AT"  # test-only: "point" or "point:n", the process kills itself there
+KILL_POINTS = ("fetched", "decided", "before-commit", "after-commit", "report")
+RUNNING = "running.json"
+OUTPUTS = "outputs.json"  # the session orders.csv and report.html were written for
+LOCK = "lock"
+REASON_KEYS = ("predicted", "router_label", "expert_probability", "probability", "rank", "score", "signal")
+PRINTED = ("raw_open", "raw_high", "raw_low", "raw_close", "volume", "adjustment_step")
+
+
+class PaperRetry(TradesimError):
+    """Not now: the session has not closed, a bar is not there yet, another run holds the account."""
+
+    exit_code = 75
+
+
+class PaperRefusal(TradesimError):
+    """Refused until a person looks: restated bars, unmatched jumps, a changed fingerprint."""
+
+    exit_code = 2
+
+
+_reached: Counter = Counter()
+
+
+def checkpoint(point: str) -> None:
+    """Test-only crash hook: with TRADESIM_PAPER_KILL_AT=point[:n] the process dies here (SIGKILL,
+    no cleanup) the n-th time it passes."""
+    wanted = os.environ.get(KILL_ENV)
+    if not wanted:
+        return
+    name, _, count = wanted.partition(":")
+    if name == point:
+        _reached[point] += 1
+        if _reached[point] >= int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@lru_cache(maxsize=1)
+def calendar():
+    import exchange_calendars
+
+    return exchange_calendars.get_calendar(CALENDAR, start="1990-01-01")
+
+
+def last_closed(now: pd.Timestamp) -> pd.Timestamp:
+    """The newest session whose close is before `now`."""
+    return calendar().minute_to_past_session(now.floor("min"))
+
+
+def next_session(session: pd.Timestamp) -> pd.Timestamp:
+    return calendar().next_session(session)
+
+
+def close_time(session: pd.Timestamp) -> str:
+    return calendar().session_close(session).tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M %Z")
+
+
+def parse_now(now: str | None) -> pd.Timestamp:
+    """`--now` (an ISO time; without a zone it is New York time) or the clock."""
+    if now is None:
+        return pd.Timestamp.now(tz="UTC")
+    try:
+        stamp = pd.Timestamp(now)
+    except ValueError:
+        raise TradesimError(f"--now: expected a time like 2024-03-05T18:30 (New York time unless a zone is given), got {now!r}") from None
+    return (stamp.tz_localize("America/New_York") if stamp.tzinfo is None else stamp).tz_convert("UTC")
+
+
+def accounts_home(home: Path | None = None) -> Path:
+    return (home or tradesim_home()) / "paper"
+
+
+def account_dir(name: str, home: Path | None = None) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise TradesimError(f"paper account name {name!r}: expected a plain name like msft-llmoe")
+    return accounts_home(home) / name
+
+
+def _day(stamp: pd.Timestamp) -> str:
+    return str(pd.Timestamp(stamp).date())
+
+
+# ---------------------------------------------------------------------- what decides
+def code_hash(strategy_class: type[Strategy]) -> str:
+    """sha256 over the source files of the strategy and of the tradesim classes it builds on."""
+    files: set[Path] = set()
+    for cls in strategy_class.__mro__:
+        module = cls.__module__
+        if not module.startswith(("strategies", "tradesim")):
+            continue
+        path = Path(inspect.getsourcefile(cls))
+        files.update(sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path])
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint_parts(config: RunConfig, strategy: Strategy, fitted_sha: str, dividends: str) -> dict[str, str]:
+    """Everything that changes decisions, one entry per kind (a change names the entry)."""
+    described = strategy.describe()
+    models = sorted({(m.get("spec"), m.get("fingerprint")) for m in described.get("models", [])})
+    return {
+        "strategy": strategy.name,
+        "parameters": json.dumps(strategy.settings, sort_keys=True, default=str),
+        "tickers": ",".join(strategy.tickers),
+        "trading": json.dumps({"fill": strategy.runtime.fill, "cost_bps": config.cost_bps, "slippage_bps": config.slippage_bps, "dividends": dividends}),
+        "sources": json.dumps({"data": config.data, "news": config.news, "fundamentals": config.fundamentals, "start": config.start, "cutoff": config.cutoff}),
+        "seed": str(config.seed),
+        "code": code_hash(type(strategy)),
+        "models": json.dumps(models),
+        "templates": json.dumps({k: v for k, v in described.items() if "template" in k}, sort_keys=True, default=str),
+        "fitted_state": fitted_sha,
+        "calendar": CALENDAR,
+    }
+
+
+def changed_parts(stored: dict[str, str], current: dict[str, str]) -> list[str]:
+    """Entries that differ; models only when this run used any (they load on first use)."""
+    return [key for key in current if stored.get(key) != current[key] and not (key == "models" and current[key] == "[]")]
+
+
+def _config_of(meta: dict[str, Any]) -> RunConfig:
+    values = dict(meta["config"])
+    return RunConfig(**{**values, "tickers": tuple(values["tickers"])})
+
+
+def _strategy(config: RunConfig, fill: str, progress: bool) -> Strategy:
+    from strategies import get_strategy
+
+    runtime = Runtime(device=config.device, fill=fill, llm_cache=config.llm_cache, progress=progress)
+    return get_strategy(config.strategy)(config.tickers, config.params, config.seed, runtime)
+
+
+def _load(config: RunConfig, end: pd.Timestamp):
+    from tradesim.market.data import load_market_data
+
+    return load_market_data(config.data, config.tickers, config.start, end, config.news, config.cutoff, config.fundamentals)
+
+
+# ---------------------------------------------------------------------- init
+def init_account(
+    name: str,
+    config: RunConfig,
+    *,
+    inception: str | None = None,
+    capital: float | None = None,
+    dividends: str = "reinvest",
+    now: pd.Timestamp,
+    progress: bool = False,
+    home: Path | None = None,
+) -> dict[str, Any]:
+    """Create the account: fit the strategy on everything before the inception session and store
+    its fitted state; the first night processes the inception session."""
+    directory = account_dir(name, home)
+    if directory.exists():
+        raise TradesimError(f"paper account {name!r} already exists ({directory}); choose another name")
+    if config.llm_cache == "off":
+        raise TradesimError("llm_cache off: paper accounts need the language-model cache (a re-run after a crash must reach the same decision)")
+    if dividends not in DIVIDEND_MODES:
+        raise TradesimError(f"--dividends: expected one of {', '.join(DIVIDEND_MODES)}, got {dividends!r}")
+    closed = last_closed(now)
+    if inception is None:
+        first = next_session(closed)
+    else:
+        try:
+            first = pd.Timestamp(inception)
+        except ValueError:
+            raise TradesimError(f"--inception: expected a date like 2024-03-05, got {inception!r}") from None
+        if not calendar().is_session(first):
+            raise TradesimError(f"--inception {first.date()}: not an {CALENDAR} session (the next one is {calendar().date_to_session(first, 'next').date()})")
+    if capital is not None:
+        config = dataclasses.replace(config, capital=float(capital))
+    if config.capital <= 0:
+        raise TradesimError(f"--capital: expected a positive amount, got {config.capital:g}")
+    np.random.seed(config.seed)
+    data = _load(config, first - pd.Timedelta(days=1))
+    fill = config.fill
+    if fill == "next-open" and not data.has_ohlc:
+        fill = "next-close"
+    config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=_day(first), out=None)
+    strategy = _strategy(config, fill, progress)
+    config = dataclasses.replace(config, params=strategy.settings)
+    if strategy.looks_ahead:
+        raise TradesimError(f"strategy {strategy.name}: {strategy.look_ahead_reason}; a paper account cannot look ahead")
+    if fill == "same-close":
+        raise TradesimError("fill same-close: a market-on-close order that treats the close as known cannot be paper-traded; use next-open or next-close")
+    if strategy.needs_training:
+        if not strategy.fitted_attributes:
+            raise TradesimError(f"strategy {strategy.name}: it cannot store its fitted state yet, so it cannot run as a paper account")
+        strategy.fit(data.view(data.sessions[-1]))
+    blob = strategy.state()
+    fitted_sha = hashlib.sha256(blob).hexdigest()
+    parts = fingerprint_parts(config, strategy, fitted_sha, dividends)
+    meta = {
+        "name": name,
+        "config": config.to_dict(),
+        "capital": config.capital,
+        "inception": _day(first),
+        "fill": fill,
+        "dividends": dividends,
+        "fitted_through": _day(data.sessions[-1]),
+        "notes": list(data.notes) + strategy.notes,
+    }
+    staging = directory.with_name(f".{name}.init")
+    if staging.exists():
+        import shutil
+
+        shutil.rmtree(staging)
+    ledger = Ledger.create(staging, meta, blob, parts, _day(first))
+    ledger.close()
+    os.replace(staging, directory)
+    return {**meta, "directory": str(directory), "fingerprint": fingerprint_of(parts)}
+
+
+# ---------------------------------------------------------------------- a night
+@dataclass
+class Night:
+    """Everything one session adds to the ledger."""
+
+    session: str
+    late: bool
+    next_session: str
+    rows: dict[str, list[tuple]] = field(default_factory=lambda: {k: [] for k in ("bars", "actions", "decisions", "orders", "fills", "positions")})
+    cash: dict[str, float] = field(default_factory=dict)
+    equity: dict[str, float] = field(default_factory=dict)
+    carried: bytes = b""
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """One run at a time: a lock the kernel releases when the process dies."""
+    handle = open(directory / LOCK, "a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PaperRetry(f"{directory}: another `tradesim paper run` is processing this account; try later") from None
+        yield
+    finally:
+        handle.close()
+
+
+def _is_locked(directory: Path) -> bool:
+    with open(directory / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+class Book:
+    """Shares (as printed) and cash of the account or of its benchmark, carried through a night."""
+
+    def __init__(self, name: str, tickers: tuple[str, ...], shares: np.ndarray, cash: float):
+        self.name, self.tickers, self.shares, self.cash = name, tickers, shares, cash
+
+
+def _books(ledger: Ledger, tickers: tuple[str, ...], capital: float, last: str | None) -> dict[str, Book]:
+    books = {}
+    for book in BOOKS:
+        shares = np.zeros(len(tickers))
+        cash = capital
+        if last is not None:
+            held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = ?", (last, book)))
+            shares = np.array([held.get(t, 0.0) for t in tickers])
+            row = ledger.session_row(last)
+            cash = row["cash"] if book == "account" else row["benchmark_cash"]
+        books[book] = Book(book, tickers, shares, cash)
+    return books
+
+
+def _reason(log: dict[str, Any], previous: float, weight: float) -> str:
+    said = ", ".join(f"{key} {log[key]}" for key in REASON_KEYS if log.get(key) is not None)
+    return f"target {weight:.0%} (was {previous:.0%})" + (f": {said}" if said else "")
+
+
+def _order_rows(book: str, decided: str, fill_session: str, tickers, targets: np.ndarray, reasons: list[str]) -> list[tuple]:
+    return [(f"{decided}/{book}/{t}", book, decided, fill_session, t, float(w), r) for t, w, r in zip(tickers, targets, reasons)]
+
+
+def _fill(night: Night, book: Book, orders: list[tuple], prices: np.ndarray, marks: np.ndarray, config: RunConfig) -> None:
+    """Fill a book's orders (ledger rows: id, ticker, target) at `prices`."""
+    index = {t: i for i, t in enumerate(book.tickers)}
+    targets = np.full(len(book.tickers), np.nan)
+    ids = {}
+    for order_id, ticker, target in orders:
+        targets[index[ticker]] = target
+        ids[ticker] = order_id
+    book.shares, book.cash, fills = rebalance(
+        book.tickers, book.shares, book.cash, targets, prices, marks, cost_bps=config.cost_bps, slippage_bps=config.slippage_bps
+    )
+    night.rows["fills"] += [(ids[f.ticker], night.session, book.name, f.ticker, f.side, f.shares, f.price, f.fees) for f in fills]
+
+
+def _apply_actions(night: Night, book: Book, steps: np.ndarray, previous_close: np.ndarray, splits: set[str], dividends: str) -> None:
+    for column in np.flatnonzero(steps != 1.0):
+        ticker, step, before = book.tickers[column], float(steps[column]), float(book.shares[column])
+        kind = "split" if ticker in splits else "dividend"
+        amount = 0.0 if kind == "split" else float(previous_close[column] * (1 - 1 / step))
+        credited = 0.0
+        if kind == "dividend" and dividends == "cash":
+            credited = before * amount
+            book.cash += credited
+        else:
+            book.shares[column] = before * step
+        if before != 0.0:
+            night.rows["actions"].append((night.session, book.name, ticker, kind, step, amount, before, float(book.shares[column]), credited))
+
+
+@dataclass
+class RunSummary:
+    account: str
+    processed: list[str]
+    late: list[str]
+    remaining: int
+    next_due: str
+    equity: float | None
+    benchmark: float | None
+    orders: list[dict[str, Any]]
+    messages: list[str]
+    status: str = "ok"
+
+    def as_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), default=str)
+
+
+def run_account(
+    name: str,
+    *,
+    now: pd.Timestamp,
+    max_catch_up: int = DEFAULT_MAX_CATCH_UP,
+    accept_change: str | None = None,
+    progress: bool = False,
+    home: Path | None = None,
+) -> RunSummary:
+    directory = account_dir(name, home)
+    if not (directory / LEDGER).exists():
+        raise TradesimError(f"paper account {name!r}: not found under {directory.parent} (`tradesim paper list` shows the accounts)")
+    with locked(directory):
+        ledger = Ledger.open(directory)
+        try:
+            write_atomically(directory / RUNNING, json.dumps({"pid": os.getpid(), "started": str(pd.Timestamp.now(tz="UTC"))}))
+            summary = _run(ledger, name, now, max_catch_up, accept_change, progress)
+            (directory / RUNNING).unlink()
+            return summary
+        finally:
+            ledger.close()
+
+
+def _due_sessions(ledger: Ledger, meta: dict[str, Any], now: pd.Timestamp) -> tuple[pd.DatetimeIndex, pd.Timestamp]:
+    last = ledger.last_session()
+    first = pd.Timestamp(meta["inception"]) if last is None else next_session(pd.Timestamp(last))
+    closed = last_closed(now)
+    if first > closed:
+        return pd.DatetimeIndex([]), first
+    return calendar().sessions_in_range(first, closed), first
+
+
+def _check_bars(data, due: pd.DatetimeIndex, source: str) -> tuple[pd.DatetimeIndex, str | None]:
+    """The due sessions with every ticker's bar, up to the first one missing (and why it stops)."""
+    raw_close = data.arrays["raw_close"]
+    for position, session in enumerate(due):
+        row = data.sessions.get_indexer([session])[0]
+        missing = list(data.tickers) if row < 0 else [t for t, v in zip(data.tickers, raw_close[row]) if not np.isfinite(v)]
+        if missing:
+            return due[:position], (
+                f"{source}: no bar for {', '.join(missing[:5])} on {session.date()} yet (it has closed); "
+                "try later (a delisted or renamed ticker needs a new account)"
+            )
+    return due, None
+
+
+def _data_events(ledger: Ledger, data, due: pd.DatetimeIndex, inception: pd.Timestamp) -> list[tuple[str, str, str, str, str]]:
+    """Restated bars the account already used, unmatched jumps in the due sessions, and bars on
+    days that are not sessions: (id, session, ticker, kind, detail)."""
+    events = []
+    sessions = data.sessions
+    extra = sessions[(sessions >= inception) & (sessions <= due[-1]) & ~sessions.isin(calendar().sessions_in_range(inception, due[-1]))]
+    for day in extra:
+        events.append((f"not-a-session/{day.date()}", _day(day), "*", "not-a-session", f"the data has a bar on {day.date()}, which is not an {CALENDAR} session"))
+    tickers = {t: i for i, t in enumerate(data.tickers)}
+    stored = ledger.query(f"SELECT session, ticker, {', '.join(PRINTED)} FROM bars")
+    if stored:
+        frame = pd.DataFrame(stored, columns=["session", "ticker", *PRINTED])
+        rows = sessions.get_indexer(pd.DatetimeIndex(frame["session"]))
+        for (session, ticker, *values), row in zip(frame.itertuples(index=False), rows):
+            now_values = np.array([data.arrays[name][row, tickers[ticker]] if row >= 0 else np.nan for name in PRINTED])
+            if not np.allclose(np.array(values, dtype=float), now_values, rtol=RESTATE_TOLERANCE, atol=0, equal_nan=True):
+                changed = [f"{name} {v:g} -> {n:g}" for name, v, n in zip(PRINTED, np.array(values, dtype=float), now_values) if not np.isclose(v, n, rtol=RESTATE_TOLERANCE, atol=0, equal_nan=True)]
+                events.append((f"restated/{session}/{ticker}", session, ticker, "restated", f"{ticker}'s bar of {session}, already used, changed at the source: {'; '.join(changed)}"))
+    close, steps = data.arrays["raw_close"], data.arrays["adjustment_step"]
+    for session in due:
+        row = sessions.get_loc(session)
+        if row == 0:
+            continue
+        moves = close[row] * steps[row] / close[row - 1]
+        for ticker, move, step in zip(data.tickers, moves, steps[row]):
+            if np.isfinite(move) and (move > JUMP_LIMIT or move < 1 / JUMP_LIMIT):
+                split = f"a split/dividend step of {step:g} leaves" if step != 1 else "no split explains"
+                events.append((f"jump/{session.date()}/{ticker}", _day(session), ticker, "jump", f"{ticker} moved {move - 1:+.1%} on {session.date()} ({split} it)"))
+    return events
+
+
+def _open_events(ledger: Ledger, events: list[tuple]) -> list[tuple]:
+    """Record new events and return those not resolved (accepted or ignored) yet."""
+    known = dict(ledger.query("SELECT id, status FROM events"))
+    new = [e for e in events if e[0] not in known]
+    if new:
+        with ledger.transaction():
+            ledger.insert("events", [(*e, "open", None) for e in new])
+    return [e for e in events if known.get(e[0], "open") == "open"]
+
+
+def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept_change: str | None, progress: bool) -> RunSummary:
+    meta = ledger.meta()
+    config = _config_of(meta)
+    due, first = _due_sessions(ledger, meta, now)
+    if due.empty:
+        if not outputs_current(ledger):  # a run that died after its last commit: finish its outputs
+            write_outputs(ledger)
+        return _summary(ledger, name, [], [], 0, first, [f"nothing to do (next: {first.date()}, after its close at {close_time(first)})"], "nothing to do")
+    if max_catch_up < 1:
+        raise TradesimError(f"--max-catch-up: expected at least 1, got {max_catch_up}")
+    remaining = max(0, len(due) - max_catch_up)
+    due = due[:max_catch_up]
+    data = _load(config, due[-1])
+    checkpoint("fetched")
+    due, missing = _check_bars(data, due, config.data)
+    if due.empty:
+        raise PaperRetry(missing)
+    unresolved = _open_events(ledger, _data_events(ledger, data, due, pd.Timestamp(meta["inception"])))
+    if unresolved:
+        first_event = unresolved[0]
+        more = f" (and {len(unresolved) - 1} more)" if len(unresolved) > 1 else ""
+        raise PaperRefusal(f"data event {first_event[0]}: {first_event[4]}{more}; check the source, then `tradesim paper resolve {name} {first_event[0]} --accept|--ignore --reason ...`")
+
+    fill = meta["fill"]
+    strategy = _strategy(config, fill, progress)
+    blob = ledger.fitted()
+    strategy.load_state(blob)
+    last = ledger.last_session()
+    if last is not None:
+        strategy.restore_carried(ledger.session_row(last)["carried"])
+    inception = pd.Timestamp(meta["inception"])
+    decision_days = set(strategy.decision_dates(data.sessions[data.sessions >= inception]))
+    deciding = [d for d in due if d in decision_days]
+    decisions, carried = {}, {}
+    if strategy.carried_attributes:  # what one decision leaves for the next: one night at a time
+        for day in due:
+            if day in decision_days:
+                decisions[day] = strategy.decide_batch([data.view(day)])[0]
+            carried[day] = strategy.carried()
+    else:
+        decisions = dict(zip(deciding, strategy.decide_batch([data.view(d) for d in deciding]))) if deciding else {}
+        carried = dict.fromkeys(due, strategy.carried())
+    checkpoint("decided")
+
+    epoch, _, stored_parts = ledger.epoch()
+    parts = fingerprint_parts(config, strategy, hashlib.sha256(blob).hexdigest(), meta["dividends"])
+    changed = changed_parts(stored_parts, parts)
+    messages = []
+    if changed and not accept_change:
+        raise PaperRefusal(
+            f"paper account {name}: what decides changed since epoch {epoch} ({', '.join(changed)}); "
+            f"to go on with it, run again with --accept-change \"<reason>\" (a new epoch starts)"
+        )
+    if changed:
+        epoch += 1
+        messages.append(f"epoch {epoch} starts on {due[0].date()} ({', '.join(changed)} changed): {accept_change}")
+        with ledger.transaction():
+            ledger.add_epoch(epoch, _day(due[0]), {**stored_parts, **{k: parts[k] for k in changed}}, accept_change)
+
+    books = _books(ledger, data.tickers, meta["capital"], last)
+    splits = {t: set(map(pd.Timestamp, item.adjustment_dates)) for t, item in data.details.items()}
+    previous_weights = {t: w for t, w in ledger.query("SELECT ticker, weight FROM decisions WHERE session = (SELECT MAX(session) FROM decisions)")}
+    processed, late = [], []
+    for session in due:
+        row = data.sessions.get_loc(session)
+        following = next_session(session)
+        night = Night(_day(session), bool(now >= calendar().session_open(following)), _day(following), carried=carried[session])
+        printed = {name: data.arrays[name][row] for name in PRINTED}
+        night.rows["bars"] = [(night.session, t, *(float(printed[n][i]) for n in PRINTED)) for i, t in enumerate(data.tickers)]
+        closes = printed["raw_close"]
+        for book in books.values():
+            day_splits = {t for t in data.tickers if session in splits.get(t, ())}
+            _apply_actions(night, book, printed["adjustment_step"], data.arrays["raw_close"][row - 1], day_splits, meta["dividends"])
+            pending = ledger.query("SELECT id, ticker, target FROM orders WHERE fill_session = ? AND book = ?", (night.session, book.name))
+            if pending:
+                prices = np.where(np.isfinite(printed["raw_open"]), printed["raw_open"], closes) if fill == "next-open" else closes
+                _fill(night, book, pending, prices, closes, config)
+        if session in decisions:
+            decision = decisions[session]
+            check_weights(decision.weights, data.tickers, strategy.name, session)
+            targets = np.array([float(decision.weights.get(t, 0.0)) for t in data.tickers])
+            reasons = []
+            for ticker, weight in zip(data.tickers, targets):
+                log = decision.log.get(ticker, {})
+                before = previous_weights.get(ticker, 0.0)
+                night.rows["decisions"].append((night.session, ticker, weight, order_action(before, weight), json.dumps(log, sort_keys=True, default=str)))
+                reasons.append(_reason(log, before, weight))
+            previous_weights = dict(zip(data.tickers, targets))
+            night.rows["orders"] += _order_rows("account", night.session, night.next_session, data.tickers, targets, reasons)
+        if session == inception:
+            equal = np.full(len(data.tickers), 1.0 / len(data.tickers))
+            night.rows["orders"] += _order_rows("benchmark", night.session, night.next_session, data.tickers, equal, ["equal weight, bought and held"] * len(equal))
+        for book in books.values():
+            night.rows["positions"] += [(night.session, book.name, t, float(s)) for t, s in zip(data.tickers, book.shares)]
+            night.cash[book.name] = float(book.cash)
+            night.equity[book.name] = float(book.cash + np.sum(book.shares * closes))
+        checkpoint("before-commit")
+        with ledger.transaction():
+            for table, rows in night.rows.items():
+                ledger.insert(table, rows)
+            ledger.add_session(
+                (night.session, epoch, int(night.late), night.next_session, night.cash["account"], night.equity["account"],
+                 night.cash["benchmark"], night.equity["benchmark"], night.carried)
+            )
+        ledger.write_head()
+        checkpoint("after-commit")
+        processed.append(night.session)
+        if night.late:
+            late.append(night.session)
+    if missing:
+        messages.append(missing)
+    summary = _summary(ledger, name, processed, late, remaining, next_session(due[-1]), messages)
+    write_outputs(ledger)
+    if missing:
+        raise PaperRetry(f"processed {', '.join(processed)}; then: {missing}")
+    return summary
+
+
+def _summary(ledger: Ledger, name: str, processed, late, remaining, next_due, messages, status="ok") -> RunSummary:
+    last = ledger.last_session()
+    row = ledger.session_row(last) if last else None
+    return RunSummary(
+        account=name,
+        processed=processed,
+        late=late,
+        remaining=remaining,
+        next_due=_day(next_due),
+        equity=row["equity"] if row else None,
+        benchmark=row["benchmark_equity"] if row else None,
+        orders=pending_orders(ledger).to_dict("records"),
+        messages=messages,
+        status=status,
+    )
+
+
+# ---------------------------------------------------------------------- reading an account
+def pending_orders(ledger: Ledger) -> pd.DataFrame:
+    """The account's orders for the session after the last processed one, with the reason for each."""
+    last = ledger.last_session()
+    rows = ledger.query(
+        "SELECT o.id, o.fill_session, o.ticker, o.target, o.reason FROM orders o WHERE o.book = 'account' AND o.decided = ? ORDER BY o.ticker",
+        (last,),
+    ) if last else []
+    frame = pd.DataFrame(rows, columns=["id", "fill_session", "ticker", "target_weight", "reason"])
+    if last:
+        held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account'", (last,)))
+        frame["shares_now"] = frame["ticker"].map(held).astype(float)
+    return frame
+
+
+def equity_frame(ledger: Ledger) -> pd.DataFrame:
+    rows = ledger.query("SELECT session, equity, benchmark_equity, cash, late, epoch FROM sessions ORDER BY session")
+    frame = pd.DataFrame(rows, columns=["date", "equity", "benchmark", "cash", "late", "epoch"])
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame.set_index("date")
+
+
+def write_outputs(ledger: Ledger) -> None:
+    """`orders.csv` (tomorrow's orders) and `report.html` beside the ledger, each written atomically."""
+    from tradesim.paper.report import account_report
+
+    orders = pending_orders(ledger)
+    write_atomically(ledger.directory / "orders.csv", orders.to_csv(index=False))
+    checkpoint("report")
+    write_atomically(ledger.directory / "report.html", account_report(ledger))
+    write_atomically(ledger.directory / OUTPUTS, json.dumps({"session": ledger.last_session()}) + "\n")
+
+
+def outputs_current(ledger: Ledger) -> bool:
+    """Whether orders.csv and report.html were written for the newest session."""
+    try:
+        return json.loads((ledger.directory / OUTPUTS).read_text())["session"] == ledger.last_session()
+    except (OSError, ValueError, KeyError):
+        return ledger.last_session() is None
+
+
+def backtest_equity(ledger: Ledger) -> pd.Series:
+    """`tradesim backtest` of the account's sessions with its fitted state: its equity curve."""
+    from strategies import get_strategy
+    from tradesim.backtest import run_backtest
+
+    meta = ledger.meta()
+    config = dataclasses.replace(_config_of(meta), fill=meta["fill"], train_end=meta["inception"], end=ledger.last_session())
+    result = run_backtest(config, get_strategy(config.strategy), progress=False, state=ledger.fitted())
+    return result.simulation.equity
+
+
+def open_account(name: str, home: Path | None = None) -> Ledger:
+    return Ledger.open(account_dir(name, home))
+
+
+def verify_account(ledger: Ledger) -> list[str]:
+    """Recompute positions, cash and equity of every session from the capital, the fills and the
+    corporate actions, and every session's hash chain. Returns the problems (empty: verified)."""
+    problems = ledger.verify_chain()
+    meta = ledger.meta()
+    tickers = tuple(meta["config"]["tickers"])
+    index = {t: i for i, t in enumerate(tickers)}
+    shares = {book: np.zeros(len(tickers)) for book in BOOKS}
+    cash = dict.fromkeys(BOOKS, float(meta["capital"]))
+    for session, account_cash, account_equity, benchmark_cash, benchmark_equity in ledger.query(
+        "SELECT session, cash, equity, benchmark_cash, benchmark_equity FROM sessions ORDER BY session"
+    ):
+        for book, ticker, kind, step, dividend, before, after, credited in ledger.query(
+            "SELECT book, ticker, kind, step, dividend, shares_before, shares_after, cash FROM actions WHERE session = ?", (session,)
+        ):
+            column = index[ticker]
+            if not np.isclose(shares[book][column], before, rtol=1e-12, atol=1e-12):
+                problems.append(f"{session} {book} {ticker}: {kind} found {before} shares, the fills say {shares[book][column]}")
+            expected_after = before if kind == "dividend" and credited else before * step
+            if not np.isclose(after, expected_after, rtol=1e-12, atol=1e-12) or not np.isclose(credited, before * dividend if credited else 0.0, rtol=1e-12, atol=1e-9):
+                problems.append(f"{session} {book} {ticker}: the {kind} (step {step}) does not account for the shares or cash recorded")
+            shares[book][column] = after
+            cash[book] += credited
+        for book, ticker, side, amount, price, fees in ledger.query("SELECT book, ticker, side, shares, price, fees FROM fills WHERE session = ? ORDER BY rowid", (session,)):
+            sign = 1.0 if side == "buy" else -1.0
+            shares[book][index[ticker]] += sign * amount
+            cash[book] -= sign * amount * price + fees
+        closes = dict(ledger.query("SELECT ticker, raw_close FROM bars WHERE session = ?", (session,)))
+        marks = np.array([closes.get(t, np.nan) for t in tickers])
+        recorded = {"account": (account_cash, account_equity), "benchmark": (benchmark_cash, benchmark_equity)}
+        for book in BOOKS:
+            held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = ?", (session, book)))
+            stored = np.array([held.get(t, 0.0) for t in tickers])
+            if not np.allclose(stored, shares[book], rtol=1e-9, atol=1e-9):
+                problems.append(f"{session} {book}: positions differ from capital + fills + corporate actions")
+            book_cash, book_equity = recorded[book]
+            if not np.isclose(book_cash, cash[book], rtol=1e-9, atol=1e-6):
+                problems.append(f"{session} {book}: cash {book_cash:.6f} but capital + fills + dividends give {cash[book]:.6f}")
+            if not np.isclose(book_equity, cash[book] + np.sum(shares[book] * marks), rtol=1e-9, atol=1e-6):
+                problems.append(f"{session} {book}: equity {book_equity:.6f} is not cash + positions at the closes")
+        if len(problems) > 20:
+            break
+    return problems
+
+
+def status_of(name: str, now: pd.Timestamp, home: Path | None = None) -> dict[str, Any]:
+    directory = account_dir(name, home)
+    ledger = open_account(name, home)
+    try:
+        meta = ledger.meta()
+        last = ledger.last_session()
+        due, first = _due_sessions(ledger, meta, now)
+        row = ledger.session_row(last) if last else None
+        epoch, fingerprint, _ = ledger.epoch()
+        positions = ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account' AND shares != 0 ORDER BY ticker", (last,)) if last else []
+        closes = dict(ledger.query("SELECT ticker, raw_close FROM bars WHERE session = ?", (last,))) if last else {}
+        return {
+            "account": name,
+            "directory": str(directory),
+            "strategy": meta["config"]["strategy"],
+            "tickers": meta["config"]["tickers"],
+            "inception": meta["inception"],
+            "fill": meta["fill"],
+            "dividends": meta["dividends"],
+            "last_processed": last,
+            "next_due": f"{first.date()} (after its close at {close_time(first)})",
+            "sessions_due_now": len(due),
+            "capital": meta["capital"],
+            "cash": row["cash"] if row else meta["capital"],
+            "equity": row["equity"] if row else meta["capital"],
+            "benchmark_equity": row["benchmark_equity"] if row else meta["capital"],
+            "positions": [{"ticker": t, "shares": s, "value": s * closes[t]} for t, s in positions],
+            "pending_orders": pending_orders(ledger).to_dict("records"),
+            "epoch": epoch,
+            "fingerprint": fingerprint,
+            "data_events": [dict(zip(("id", "session", "ticker", "kind", "detail", "status", "reason"), e)) for e in ledger.query("SELECT * FROM events ORDER BY session, id")],
+            "crashed_run": json.loads((directory / RUNNING).read_text()) if (directory / RUNNING).exists() and not _is_locked(directory) else None,
+        }
+    finally:
+        ledger.close()
+
+
+def list_accounts(home: Path | None = None) -> list[dict[str, Any]]:
+    found = []
+    root = accounts_home(home)
+    for directory in sorted(root.iterdir()) if root.exists() else []:
+        if not (directory / LEDGER).exists() or directory.name.startswith("."):
+            continue
+        try:
+            ledger = Ledger.open(directory)
+        except TradesimError as error:
+            found.append({"account": directory.name, "problem": str(error)})
+            continue
+        try:
+            meta, last = ledger.meta(), ledger.last_session()
+            row = ledger.session_row(last) if last else None
+            found.append({
+                "account": directory.name, "strategy": meta["config"]["strategy"], "tickers": ",".join(meta["config"]["tickers"]),
+                "last_processed": last, "equity": row["equity"] if row else meta["capital"],
+            })
+        finally:
+            ledger.close()
+    return found
+
+
+def resolve_event(name: str, event_id: str, decision: str, reason: str, home: Path | None = None) -> None:
+    """Mark a recorded data event accepted (the source is right) or ignored (go on regardless)."""
+    ledger = open_account(name, home)
+    try:
+        row = ledger.query("SELECT status FROM events WHERE id = ?", (event_id,))
+        if not row:
+            ids = [i for (i,) in ledger.query("SELECT id FROM events WHERE status = 'open'")]
+            raise TradesimError(f"paper account {name}: no data event {event_id!r} (open events: {', '.join(ids) or 'none'})")
+        with ledger.transaction():
+            ledger.connection.execute("UPDATE events SET status = ?, reason = ? WHERE id = ?", (decision, reason, event_id))
+    finally:
+        ledger.close()
+
+
+def notify(command: str, summary: dict[str, Any]) -> str | None:
+    """Run the user's notify command with the summary as JSON on stdin; a failure is reported, not raised."""
+    try:
+        result = subprocess.run(command, shell=True, input=json.dumps(summary, default=str), text=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"--notify-cmd failed: {error}"
+    return None if result.returncode == 0 else f"--notify-cmd exited {result.returncode}: {result.stderr.strip()[:200]}"
+
+
+__all__ = ["LedgerCorrupt", "PaperRefusal", "PaperRetry", "init_account", "run_account", "verify_account", "status_of"]
