@@ -35,7 +35,7 @@ from tradesim.backtest import check_weights, order_action
 from tradesim.config import RunConfig, tradesim_home
 from tradesim.engine import rebalance
 from tradesim.errors import TradesimError
-from tradesim.paper.ledger import BOOKS, LEDGER, Ledger, LedgerCorrupt, fingerprint_of, write_atomically
+from tradesim.paper.ledger import BOOKS, LEDGER, Ledger, fingerprint_of, write_atomically
 from tradesim.strategy import Runtime, Strategy
 
 CALENDAR = "XNYS"
@@ -427,16 +427,21 @@ def _data_events(ledger: Ledger, data, due: pd.DatetimeIndex, inception: pd.Time
     extra = sessions[(sessions >= inception) & (sessions <= due[-1]) & ~sessions.isin(calendar().sessions_in_range(inception, due[-1]))]
     for day in extra:
         events.append((f"not-a-session/{day.date()}", _day(day), "*", "not-a-session", f"the data has a bar on {day.date()}, which is not an {CALENDAR} session"))
-    tickers = {t: i for i, t in enumerate(data.tickers)}
     stored = ledger.query(f"SELECT session, ticker, {', '.join(PRINTED)} FROM bars")
-    if stored:
+    if stored:  # every bar the account used against the source now, all at once
         frame = pd.DataFrame(stored, columns=["session", "ticker", *PRINTED])
         rows = sessions.get_indexer(pd.DatetimeIndex(frame["session"]))
-        for (session, ticker, *values), row in zip(frame.itertuples(index=False), rows):
-            now_values = np.array([data.arrays[name][row, tickers[ticker]] if row >= 0 else np.nan for name in PRINTED])
-            if not np.allclose(np.array(values, dtype=float), now_values, rtol=RESTATE_TOLERANCE, atol=0, equal_nan=True):
-                changed = [f"{name} {v:g} -> {n:g}" for name, v, n in zip(PRINTED, np.array(values, dtype=float), now_values) if not np.isclose(v, n, rtol=RESTATE_TOLERANCE, atol=0, equal_nan=True)]
-                events.append((f"restated/{session}/{ticker}", session, ticker, "restated", f"{ticker}'s bar of {session}, already used, changed at the source: {'; '.join(changed)}"))
+        columns = pd.Index(data.tickers).get_indexer(frame["ticker"])
+        found = rows >= 0
+        used = frame[list(PRINTED)].to_numpy(dtype=float)
+        current = np.full(used.shape, np.nan)
+        for position, name in enumerate(PRINTED):
+            current[found, position] = data.arrays[name][rows[found], columns[found]]
+        same = np.isclose(used, current, rtol=RESTATE_TOLERANCE, atol=0, equal_nan=True)
+        for index in np.flatnonzero(~same.all(axis=1)):
+            session, ticker = frame["session"].iloc[index], frame["ticker"].iloc[index]
+            changed = [f"{name} {v:g} -> {n:g}" for name, v, n, ok in zip(PRINTED, used[index], current[index], same[index]) if not ok]
+            events.append((f"restated/{session}/{ticker}", session, ticker, "restated", f"{ticker}'s bar of {session}, already used, changed at the source: {'; '.join(changed)}"))
     close, steps = data.arrays["raw_close"], data.arrays["adjustment_step"]
     for session in due:
         row = sessions.get_loc(session)
@@ -530,8 +535,8 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
         printed = {name: data.arrays[name][row] for name in PRINTED}
         night.rows["bars"] = [(night.session, t, *(float(printed[n][i]) for n in PRINTED)) for i, t in enumerate(data.tickers)]
         closes = printed["raw_close"]
+        day_splits = {t for t in data.tickers if session in splits.get(t, ())}
         for book in books.values():
-            day_splits = {t for t in data.tickers if session in splits.get(t, ())}
             _apply_actions(night, book, printed["adjustment_step"], data.arrays["raw_close"][row - 1], day_splits, meta["dividends"])
             pending = ledger.query("SELECT id, ticker, target FROM orders WHERE fill_session = ? AND book = ?", (night.session, book.name))
             if pending:
@@ -778,5 +783,3 @@ def notify(command: str, summary: dict[str, Any]) -> str | None:
         return f"--notify-cmd failed: {error}"
     return None if result.returncode == 0 else f"--notify-cmd exited {result.returncode}: {result.stderr.strip()[:200]}"
 
-
-__all__ = ["LedgerCorrupt", "PaperRefusal", "PaperRetry", "init_account", "run_account", "verify_account", "status_of"]
