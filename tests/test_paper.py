@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,13 @@ def test_night_by_night_equals_the_backtest_across_a_split_and_a_dividend(tmp_pa
     if paper_equity.index[0] == INCEPTION:  # the benchmark is bought from the first decision
         np.testing.assert_allclose(paper_equity["benchmark"], backtest["benchmark"], rtol=1e-9)
     assert paper_equity["equity"].nunique() > 3  # it traded
+    if strategy == "tradexpert":  # its side tables are kept per session, as the backtest writes them
+        ledger = paper.open_account("acct")
+        kept = paper.side_table(ledger, "rankings")
+        ledger.close()
+        written = pd.read_parquet(out / "rankings.parquet")
+        assert len(kept) > 5 and set(kept["date"]) == set(written["date"])
+        pd.testing.assert_frame_equal(kept.reset_index(drop=True), written[kept.columns].reset_index(drop=True), check_dtype=False)
     verified = cli("paper", "verify", "acct")
     assert verified.exit_code == 0, verified.output
     if "AAA" in tickers:  # the split multiplied the benchmark's shares, at least
@@ -151,8 +159,12 @@ def test_a_second_run_of_a_night_changes_nothing_and_says_what_is_next(tmp_path)
     again = night("acct", DATES[92])
     assert again.exit_code == 0 and f"nothing to do (next: {DATES[93].date()}" in again.output
     assert dump() == first
-    early = cli("paper", "run", "acct", "--now", f"{DATES[93].date()}T15:00")  # before the close
-    assert early.exit_code == 0 and "nothing to do" in early.output and dump() == first
+    early = cli("paper", "run", "acct", "--now", f"{DATES[93].date()}T15:00")  # today's session, before its close
+    assert early.exit_code == 75 and f"today's session {DATES[93].date()} has not closed yet" in early.output
+    assert dump() == first
+    assert night("acct", DATES[95]).exit_code == 0  # through Friday
+    saturday = cli("paper", "run", "acct", "--now", "2023-05-20T10:00")  # no session today: nothing due, not "later"
+    assert saturday.exit_code == 0 and f"nothing to do (next: {DATES[96].date()}" in saturday.output
 
 
 def test_catch_up_is_capped_and_late_decisions_are_flagged(tmp_path):
@@ -216,6 +228,29 @@ def test_a_kill_at_any_point_leaves_a_verifiable_account_that_ends_as_if_never_k
     assert not run_in_child("acct", crash)
     assert dump() == dump(home=reference_home)
     assert (home / "paper" / "acct" / "orders.csv").read_bytes() == (reference_home / "paper" / "acct" / "orders.csv").read_bytes()
+
+
+@pytest.mark.parametrize("point, asks", [("decided", False), ("fetched", True)])
+def test_a_rerun_after_the_model_answered_makes_no_model_calls_and_decides_the_same(tmp_path, home, monkeypatch, point, asks):
+    backends = []
+
+    def counting(target, options):
+        backends.append(FakeBackend(f"fake:{target}"))
+        return backends[-1]
+
+    monkeypatch.setitem(model_module.BACKENDS, "fake", counting)
+    llmoe = {"fill": "next-open", "cost_bps": 5, "params": {**FAST, "router": "fake:1"}}
+    make_account(tmp_path, "llmoe", ("AAA",), **llmoe)
+    assert not run_in_child("acct", DATES[90])
+    reference_home = tmp_path / "reference"
+    shutil.copytree(home / "paper", reference_home / "paper")  # the same account, never to be killed
+    assert run_in_child("acct", DATES[92], kill_at=point)  # a catch-up of two sessions, killed
+    backends.clear()
+    assert night("acct", DATES[92]).exit_code == 0
+    prompts = sum(len(call) for backend in backends for call in backend.calls)
+    assert (prompts > 0) == asks  # killed before the answers: asked again; after them: all from the cache
+    assert not run_in_child("acct", DATES[92], home=reference_home)
+    assert dump() == dump(home=reference_home)
 
 
 def _config(tmp_path):
@@ -332,15 +367,28 @@ def test_a_jump_without_a_split_is_refused_and_a_missing_bar_is_try_later(tmp_pa
     assert equity().index[-1] == DATES[92]  # what could be processed was
 
 
-def test_a_changed_fingerprint_is_refused_then_accepted_as_a_new_epoch(tmp_path, monkeypatch):
-    make_account(tmp_path)
+@pytest.mark.parametrize("change", ["code", "models"])
+def test_a_changed_fingerprint_is_refused_then_accepted_as_a_new_epoch(tmp_path, monkeypatch, fake_router, change):
+    if change == "code":
+        make_account(tmp_path)
+    else:
+        make_account(tmp_path, "llmoe", ("AAA",), params={**FAST, "router": "fake:1"})
     assert night("acct", DATES[91]).exit_code == 0
-    monkeypatch.setattr(paper, "code_hash", lambda cls: "changed")
+    if change == "code":
+        monkeypatch.setattr(paper, "code_hash", lambda cls: "changed")
+    else:  # the same spec now serves other weights
+        monkeypatch.setitem(model_module.BACKENDS, "fake", lambda target, options: FakeBackend(f"fake:{target}-retrained"))
+    before = dump()
     refused = night("acct", DATES[92])
-    assert refused.exit_code == 2 and "(code)" in refused.output and "--accept-change" in refused.output
-    accepted = night("acct", DATES[92], "--accept-change", "fixed a bug in momentum")
+    assert refused.exit_code == 2 and f"({change})" in refused.output and "--accept-change" in refused.output
+    assert dump() == before  # a refusal stores nothing
+    accepted = night("acct", DATES[92], "--accept-change", "a reason")
     assert accepted.exit_code == 0 and "epoch 2 starts on" in accepted.output
     assert equity()["epoch"].tolist() == [1, 1, 2]
+    ledger = paper.open_account("acct")
+    (reason, parts), = ledger.query("SELECT reason, parts FROM epochs WHERE epoch = 2")
+    ledger.close()
+    assert reason == "a reason" and ("retrained" in parts) == (change == "models")
     assert night("acct", DATES[93]).exit_code == 0
 
 

@@ -35,7 +35,7 @@ from tradesim.backtest import check_weights, order_action
 from tradesim.config import RunConfig, tradesim_home
 from tradesim.engine import rebalance
 from tradesim.errors import TradesimError
-from tradesim.paper.ledger import BOOKS, LEDGER, Ledger, fingerprint_of, write_atomically
+from tradesim.paper.ledger import BOOKS, LEDGER, SESSION_TABLES, Ledger, fingerprint_of, write_atomically
 from tradesim.strategy import Runtime, Strategy
 
 CALENDAR = "XNYS"
@@ -267,7 +267,7 @@ class Night:
     session: str
     late: bool
     next_session: str
-    rows: dict[str, list[tuple]] = field(default_factory=lambda: {k: [] for k in ("bars", "actions", "decisions", "orders", "fills", "positions")})
+    rows: dict[str, list[tuple]] = field(default_factory=lambda: {k: [] for k in SESSION_TABLES})
     cash: dict[str, float] = field(default_factory=dict)
     equity: dict[str, float] = field(default_factory=dict)
     carried: bytes = b""
@@ -472,6 +472,8 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     if due.empty:
         if not outputs_current(ledger):  # a run that died after its last commit: finish its outputs
             write_outputs(ledger)
+        if first.date() == now.tz_convert("America/New_York").date():  # today's session: asked too early
+            raise PaperRetry(f"paper account {name}: today's session {first.date()} has not closed yet (it closes at {close_time(first)}); try later")
         return _summary(ledger, name, [], [], 0, first, [f"nothing to do (next: {first.date()}, after its close at {close_time(first)})"], "nothing to do")
     if max_catch_up < 1:
         raise TradesimError(f"--max-catch-up: expected at least 1, got {max_catch_up}")
@@ -507,6 +509,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     else:
         decisions = dict(zip(deciding, strategy.decide_batch([data.view(d) for d in deciding]))) if deciding else {}
         carried = dict.fromkeys(due, strategy.carried())
+    side_rows = _side_rows(strategy.side_tables())
     checkpoint("decided")
 
     epoch, _, stored_parts = ledger.epoch()
@@ -557,6 +560,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
         if session == inception:
             equal = np.full(len(data.tickers), 1.0 / len(data.tickers))
             night.rows["orders"] += _order_rows("benchmark", night.session, night.next_session, data.tickers, equal, ["equal weight, bought and held"] * len(equal))
+        night.rows["side_rows"] = side_rows.get(night.session, [])
         for book in books.values():
             night.rows["positions"] += [(night.session, book.name, t, float(s)) for t, s in zip(data.tickers, book.shares)]
             night.cash[book.name] = float(book.cash)
@@ -581,6 +585,23 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     if missing:
         raise PaperRetry(f"processed {', '.join(processed)}; then: {missing}")
     return summary
+
+
+def _side_rows(tables: dict[str, pd.DataFrame]) -> dict[str, list[tuple]]:
+    """A strategy's side tables (TradExpert's reports, comparisons, rankings) as ledger rows,
+    by the session whose decision made them: (session, table, position, row as JSON)."""
+    rows: dict[str, list[tuple]] = {}
+    for name, table in sorted(tables.items()):
+        for day, group in table.groupby("date", sort=True):
+            records = group.drop(columns="date").to_dict("records")
+            rows.setdefault(str(day), []).extend((str(day), name, i, json.dumps(r, sort_keys=True, default=str)) for i, r in enumerate(records))
+    return rows
+
+
+def side_table(ledger: Ledger, name: str) -> pd.DataFrame:
+    """One side table of the account (e.g. `rankings`), every session's rows, dated."""
+    rows = ledger.query("SELECT session, row FROM side_rows WHERE name = ? ORDER BY session, position", (name,))
+    return pd.DataFrame([{"date": session, **json.loads(row)} for session, row in rows])
 
 
 def _summary(ledger: Ledger, name: str, processed, late, remaining, next_due, messages, status="ok") -> RunSummary:

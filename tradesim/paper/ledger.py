@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from tradesim.errors import TradesimError
 
-FORMAT = "tradesim-paper-1"
+FORMAT = "tradesim-paper-2"
 LEDGER = "ledger.sqlite"
 HEAD = "head.json"
 BOOKS = ("account", "benchmark")
@@ -40,11 +40,14 @@ CREATE TABLE orders(id TEXT PRIMARY KEY, book TEXT NOT NULL, decided TEXT NOT NU
 CREATE TABLE fills(order_id TEXT PRIMARY KEY, session TEXT NOT NULL, book TEXT NOT NULL, ticker TEXT NOT NULL, side TEXT NOT NULL,
     shares REAL NOT NULL, price REAL NOT NULL, fees REAL NOT NULL);
 CREATE TABLE positions(session TEXT, book TEXT, ticker TEXT, shares REAL NOT NULL, PRIMARY KEY (session, book, ticker));
+CREATE TABLE side_rows(session TEXT, name TEXT, position INTEGER, row TEXT NOT NULL, PRIMARY KEY (session, name, position));
 CREATE TABLE events(id TEXT PRIMARY KEY, session TEXT NOT NULL, ticker TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
     status TEXT NOT NULL, reason TEXT);
 """
-# Per-session tables and the column that dates their rows (orders: the session that decided them).
-SESSION_TABLES = {"bars": "session", "actions": "session", "decisions": "session", "orders": "decided", "fills": "session", "positions": "session"}
+# Per-session tables and the column that dates their rows (orders: the session that decided them;
+# side_rows: a strategy's side tables, such as TradExpert's reports and comparisons, one JSON row each).
+SESSION_TABLES = {"bars": "session", "actions": "session", "decisions": "session", "orders": "decided", "fills": "session", "positions": "session",
+                  "side_rows": "session"}
 
 
 class LedgerCorrupt(TradesimError):
@@ -118,7 +121,8 @@ class Ledger:
         except (sqlite3.DatabaseError, TypeError, json.JSONDecodeError) as error:
             raise LedgerCorrupt(f"{path}: the ledger is corrupt ({error}); restore it from a backup, it is never re-initialised") from None
         if found != FORMAT:
-            raise LedgerCorrupt(f"{path}: not a tradesim paper ledger of format {FORMAT} (found {found!r})")
+            older = " (an older tradesim made it: make the account again)" if str(found).startswith("tradesim-paper-") else ""
+            raise LedgerCorrupt(f"{path}: not a tradesim paper ledger of format {FORMAT} (found {found!r}){older}")
         ledger = cls(directory, connection)
         ledger.check_head()
         return ledger
