@@ -430,7 +430,7 @@ def test_spec_scoring_goes_through_the_same_harness(shared, tmp_path, monkeypatc
 # ------------------------------------------------------------------ trading
 def _backtest(team_dir: Path, data: Path, tickers: str, train_end: str, **params):
     from strategies import get_strategy
-    from tradesim.backtest import run_backtest
+    from tradesim.backtesting import run_backtest
     from tradesim.config import resolve
 
     config = resolve({}, {"strategy": "finteam", "tickers": tickers, "data": str(data), "train_end": train_end, "params": {"team": str(team_dir), "team_steps": 30, **params}})

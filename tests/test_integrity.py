@@ -13,7 +13,7 @@ from helpers import synthetic_bars, write_ticker_dir
 from strategies.llmoe import LLMoEStrategy
 from strategies.neural import MLPStrategy
 from test_yahoo import FakeYahoo
-from tradesim.backtest import run_backtest
+from tradesim.backtesting import run_backtest
 from tradesim.cli import main
 from tradesim.config import resolve
 from tradesim.llm import model as model_module

@@ -12,7 +12,7 @@ from fakes import FakeBackend
 from helpers import synthetic_bars, write_ticker_dir
 from llm_helpers import save_tiny_llama
 from strategies.llmoe import INSTRUCTIONS, LLMoEStrategy
-from tradesim.backtest import run_backtest
+from tradesim.backtesting import run_backtest
 from tradesim.cli import main
 from tradesim.config import resolve
 from tradesim.llm import model as model_module

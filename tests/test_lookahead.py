@@ -8,7 +8,7 @@ import pytest
 
 from helpers import synthetic_bars, write_ticker_dir
 from strategies.baselines import Momentum
-from tradesim.backtest import run_backtest
+from tradesim.backtesting import run_backtest
 from tradesim.config import resolve
 from tradesim.market import load_market_data
 from tradesim.market.calendar import decision_cutoffs

@@ -452,3 +452,28 @@ def test_yahoo_source_nightly(tmp_path, monkeypatch):
     backtest = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
     np.testing.assert_allclose(frame["equity"], backtest["equity"], rtol=1e-9)
     assert cli("paper", "verify", "y").exit_code == 0
+
+
+def test_the_account_opened_from_python_and_its_plot(tmp_path):
+    import tradesim
+    from tradesim import plots
+
+    make_account(tmp_path, cost_bps=5, params={"lookback": 10, "top_k": 1})
+    for session in NIGHTS[:8]:
+        assert night("acct", session).exit_code == 0
+    account = tradesim.open_paper("acct")
+    frame = equity()
+    np.testing.assert_array_equal(account.equity["strategy"], frame["equity"])
+    assert len(account.fills) == len(paper.open_account("acct").query("SELECT * FROM fills"))
+    assert list(account.orders["ticker"]) == ["AAA", "BBB", "CCC"] and account.orders["fill_session"].iloc[0] == str(NIGHTS[8].date())
+    assert account.positions.index[-1] == NIGHTS[7] and account.decisions["action"].isin(["buy", "sell", "hold"]).all()
+    assert account.status(evening(NIGHTS[7].date()))["last_processed"] == str(NIGHTS[7].date())
+    lines = {line.get_label(): line.get_ydata() for line in plots.paper_vs_backtest(account).axes[0].get_lines()}
+    np.testing.assert_array_equal(lines["paper acct"], frame["equity"])
+    backtest = account.backtest
+    np.testing.assert_allclose(frame["equity"].reindex(backtest.index), backtest, rtol=1e-9)
+    label = next(name for name in lines if name.startswith("backtest"))
+    gap = float(label.split("largest gap ")[1].rstrip(")"))
+    assert gap < 1e-9
+    with pytest.raises(paper.TradesimError, match="not found|no paper account"):
+        tradesim.open_paper("absent")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from fakes import FakeBackend
 from helpers import synthetic_bars, write_ticker_dir
 from strategies.tradexpert import TradExpert
-from tradesim.backtest import run_backtest
+from tradesim.backtesting import run_backtest
 from tradesim.cli import main
 from tradesim.config import resolve
 from tradesim.errors import TradesimError

@@ -90,24 +90,15 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     Strategy parameters follow as their own flags, e.g. `--lookback 60` for momentum;
     `tradesim strategies` lists them.
     """
-    from tradesim.config import read_toml, resolve
+    from tradesim.analysis import configure, strategy_named
 
     if ticker and tickers:
         raise TradesimError("--ticker and --tickers: give one of them, not both")
-    file_values = read_toml(config_path) if config_path else {}
     options["tickers"] = ticker or tickers
-    strategy_name = options["strategy"] or file_values.get("strategy")
-    if not strategy_name:
-        raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
+    params = parse_strategy_args(strategy_args, strategy_named(config_path, options.get("strategy")))
+    config, strategy_class = configure(config_path, options, params)
 
-    from strategies import get_strategy
-
-    strategy_class = get_strategy(str(strategy_name))
-    options["params"] = parse_strategy_args(strategy_args, strategy_class)
-    config = resolve(file_values, options, origin=str(config_path) if config_path else "options")
-    config = dataclasses.replace(config, params=strategy_class.resolve_params(config.params))
-
-    from tradesim.backtest import run_backtest
+    from tradesim.backtesting import run_backtest
     from tradesim.report import argv_of_process, check_run_dir, default_run_dir, metrics_table, write_run_directory
 
     if config.out:

@@ -82,15 +82,20 @@ def trading(
     }
 
 
-def rank_ic(scores: pd.DataFrame, realized: pd.DataFrame, *, min_names: int = 3) -> dict[str, float | int | None]:
-    """RankIC: per decision date, the Spearman correlation across tickers of the scores with the
-    returns realized over the following period; its mean, standard deviation and IR (mean / std).
-    Dates with fewer than `min_names` tickers having both are left out."""
+def daily_rank_ic(scores: pd.DataFrame, realized: pd.DataFrame, *, min_names: int = 3) -> pd.Series:
+    """Per decision date, the Spearman correlation across tickers of the scores with the returns
+    realized over the following period. Dates with fewer than `min_names` tickers having both are
+    left out."""
     aligned = realized.reindex(index=scores.index, columns=scores.columns)
     usable = scores.notna() & aligned.notna()
     ranked_scores = scores.where(usable).rank(axis=1)
     ranked_returns = aligned.where(usable).rank(axis=1)
-    daily = ranked_scores.corrwith(ranked_returns, axis=1)[usable.sum(axis=1) >= min_names].dropna()
+    return ranked_scores.corrwith(ranked_returns, axis=1)[usable.sum(axis=1) >= min_names].dropna()
+
+
+def rank_ic(scores: pd.DataFrame, realized: pd.DataFrame, *, min_names: int = 3) -> dict[str, float | int | None]:
+    """RankIC (`daily_rank_ic`): its mean, standard deviation and IR (mean / std)."""
+    daily = daily_rank_ic(scores, realized, min_names=min_names)
     std = daily.std() if len(daily) > 1 else float("nan")
     return {
         "rank_ic_mean": _finite(daily.mean()) if len(daily) else None,

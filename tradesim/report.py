@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from tradesim.backtest import BacktestResult
+from tradesim.backtesting import BacktestResult
 from tradesim.errors import TradesimError
 from tradesim.metrics import RETURN_METRICS, TRADING_METRICS, format_metric
 
@@ -168,7 +168,7 @@ img {{ max-width: 100%; }}
 """
 
 
-def _manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
+def manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
     data = result.data
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -239,7 +239,7 @@ def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | Non
         png = _plot_png(result)
         (staging / "equity.png").write_bytes(png)
         (staging / "report.html").write_text(_report_html(result, png))
-        (staging / "run.json").write_text(json.dumps(_manifest(result, argv), indent=2) + "\n")
+        (staging / "run.json").write_text(json.dumps(manifest(result, argv), indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

@@ -91,6 +91,21 @@ def _side_tables(run_dir: Path, day: str, ticker: str, shown: int = 10) -> list[
     return lines
 
 
+def run_label(run: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """What a run is, in a few words (its strategy, router or ranking set-up, look-ahead flag)."""
+    strategy = run["strategy"]
+    label = strategy["name"]
+    params = strategy.get("params", {})
+    if params.get("router"):
+        label += f" ({params['router']}{', anonymized' if params.get('anonymize') else ''})"
+    if strategy["name"] == "tradexpert":
+        general = params["general_expert"] + (" + LoRA" if params.get("fine_tune") == "lora" else "")
+        label += f" ({params['mode']}, {params['ranking'] if params['mode'] == 'rank' else 'rise/fall'}, {general}, experts {params['experts']})"
+    if metrics.get("look_ahead"):
+        label += " [LOOK-AHEAD]"
+    return label
+
+
 def compare_runs(run_dirs) -> str:
     from tradesim.metrics import format_metric
 
@@ -101,16 +116,7 @@ def compare_runs(run_dirs) -> str:
     for run_dir in run_dirs:
         metrics = _read_json(Path(run_dir) / "metrics.json")
         run = _read_json(Path(run_dir) / "run.json")
-        strategy = run["strategy"]
-        label = strategy["name"]
-        params = strategy.get("params", {})
-        if params.get("router"):
-            label += f" ({params['router']})"
-        if strategy["name"] == "tradexpert":
-            general = params["general_expert"] + (" + LoRA" if params.get("fine_tune") == "lora" else "")
-            label += f" ({params['mode']}, {params['ranking'] if params['mode'] == 'rank' else 'rise/fall'}, {general}, experts {params['experts']})"
-        if metrics.get("look_ahead"):
-            label += " [LOOK-AHEAD]"
+        label = run_label(run, metrics)
         values = {**metrics, "rank_ic_mean": metrics.get("ranking", {}).get("rank_ic_mean")}
         table.append([Path(run_dir).name, label, *(format_metric(key, values.get(key)) for key, _ in COMPARED)])
         benchmark = benchmark or (metrics["benchmark"], metrics["period"])

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from tradesim.backtest import check_weights, order_action
+from tradesim.backtesting import check_weights, order_action
 from tradesim.config import RunConfig, tradesim_home
 from tradesim.engine import rebalance
 from tradesim.errors import TradesimError
@@ -665,7 +665,7 @@ def outputs_current(ledger: Ledger) -> bool:
 def backtest_equity(ledger: Ledger) -> pd.Series:
     """`tradesim backtest` of the account's sessions with its fitted state: its equity curve."""
     from strategies import get_strategy
-    from tradesim.backtest import run_backtest
+    from tradesim.backtesting import run_backtest
 
     meta = ledger.meta()
     config = dataclasses.replace(_config_of(meta), fill=meta["fill"], train_end=meta["inception"], end=ledger.last_session())

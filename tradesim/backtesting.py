@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -109,8 +109,17 @@ def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, p
     return quality
 
 
-def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bool = True, state: bytes | None = None) -> BacktestResult:
-    """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting."""
+def run_backtest(
+    config: RunConfig,
+    strategy_class: type[Strategy],
+    progress: bool = True,
+    state: bytes | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> BacktestResult:
+    """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting;
+    `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars)."""
+    stage = on_stage or (lambda name: None)
+    stage("load")
     started = time.perf_counter()
     runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
     # Named tickers: parameters are checked before any data is read; `all`: once the source names them.
@@ -132,9 +141,11 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
     strategy.runtime = dataclasses.replace(strategy.runtime, fill=fill)
     if strategy.looks_ahead:
         strategy.reveal_future(data)
+    stage("fit")
     train_end, test = _test_sessions(data, strategy, config, notes, state)
     fitted = time.perf_counter()
 
+    stage("decide")
     dates = strategy.decision_dates(test)
     if len(dates) == 0:
         raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
@@ -162,6 +173,7 @@ def run_backtest(config: RunConfig, strategy_class: type[Strategy], progress: bo
     weights = pd.DataFrame(rows, index=pd.DatetimeIndex(dates, name="date"), columns=list(data.tickers))
     decided = time.perf_counter()
 
+    stage("simulate")
     trading_costs = dict(fill=fill, cost_bps=config.cost_bps, slippage_bps=config.slippage_bps, capital=config.capital)
     open_ = data.bars["open"] if data.has_ohlc else None
     close = data.bars["close"]
