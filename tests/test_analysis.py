@@ -90,6 +90,23 @@ def test_backtest_checks_its_options_as_the_cli_does(runs, tmp_path):
     assert run.config["params"]["lookback"] == 25 and run.tickers == ["AAA", "BBB"]
 
 
+def test_opening_reads_lazily_and_writes_nothing(runs, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(runs["root"] / "tradexpert", tmp_path / "run")
+    (copy / "decisions.jsonl").write_text("{not json\n")  # damaged, and not read until asked for
+    (copy / "comparisons.parquet").write_bytes(b"not parquet")
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in copy.iterdir()}
+    run = tradesim.open_run(copy)
+    assert run.metrics["sharpe"] == runs["tradexpert"].metrics["sharpe"] and len(run.equity) and len(run.weights)
+    assert len(run.table("rankings")) and run.tables == ["comparisons", "rankings", "reports"]
+    with pytest.raises(TradesimError, match="decisions.jsonl: line 1 is not valid JSON"):
+        run.decisions
+    with pytest.raises(TradesimError, match="comparisons.parquet: not a readable Parquet table"):
+        run.table("comparisons")
+    assert {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in copy.iterdir()} == before
+
+
 def test_open_run_refuses_what_is_not_a_finished_run(tmp_path):
     with pytest.raises(TradesimError, match="no such run directory"):
         tradesim.open_run(tmp_path / "absent")

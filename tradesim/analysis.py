@@ -198,7 +198,15 @@ class Run:
         if self._result is not None:
             rows = self._result.decisions
         else:
-            rows = [json.loads(line) for line in (self.path / "decisions.jsonl").read_text().splitlines() if line.strip()]
+            rows = []
+            path = self.path / "decisions.jsonl"
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise TradesimError(f"{path}: line {number} is not valid JSON ({error})") from None
         frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["date", "ticker", "weight", "action"])
         frame["date"] = pd.to_datetime(frame["date"])
         return frame
@@ -217,7 +225,10 @@ class Run:
         if self._result is not None:
             frame = self._result.strategy.side_tables()[name]
         else:
-            frame = pd.read_parquet(self.path / f"{name}.parquet")
+            try:
+                frame = pd.read_parquet(self.path / f"{name}.parquet")
+            except (OSError, ValueError) as error:
+                raise TradesimError(f"{self.path / name}.parquet: not a readable Parquet table ({error})") from None
         frame = frame.copy()
         if "date" in frame:
             frame["date"] = pd.to_datetime(frame["date"])
