@@ -60,6 +60,8 @@ def test_a_run_directory_reads_back_as_written(runs):
     assert len(run.trades) == len(pd.read_csv(path / "trades.csv")) and run.metrics["n_trades"] == len(run.trades)
     assert run.config["strategy"] == "momentum" and run.config["params"]["lookback"] == 20 and run.config["cost_bps"] == 5
     assert run.tables == [] and "in memory" not in repr(run)
+    # positions rebuilt from trades.csv and marked at the source's closes give the engine's exposure
+    assert run.gross_exposure().iloc[1:].mean() == pytest.approx(metrics["exposure"], rel=1e-6)
 
 
 def test_the_run_in_memory_equals_the_run_written(runs):
@@ -67,6 +69,7 @@ def test_the_run_in_memory_equals_the_run_written(runs):
     written = runs["momentum"]
     assert memory.path is None and written.path == runs["root"] / "momentum"
     np.testing.assert_allclose(memory.equity, written.equity, rtol=1e-9)
+    np.testing.assert_allclose(memory.gross_exposure(), written.gross_exposure(), rtol=1e-6)
     pd.testing.assert_frame_equal(memory.weights, written.weights, check_dtype=False)
     assert memory.metrics.equals(written.metrics) and list(memory.decisions.columns) == list(written.decisions.columns)
 
@@ -213,6 +216,7 @@ def test_exposure_plot_and_router_timeline(runs):
     heights = np.array([bar.get_height() for bar in turnover_ax.patches])
     np.testing.assert_allclose(heights, run.turnover * 100)
     assert set(np.round(run.exposure.unique(), 9)) <= {0.0, 1.0}  # All-in All-out
+    np.testing.assert_allclose(_line(exposure_ax, "gross exposure at the close").get_ydata(), run.gross_exposure())
     timeline = plots.router_timeline(run)
     labels = run.router()
     texts = " ".join(t.get_text() for t in timeline.axes[0].get_legend().get_texts())

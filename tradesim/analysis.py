@@ -182,6 +182,20 @@ class Run:
         gross = self.weights.abs().sum(axis=1)
         return gross.reindex(self.equity.index.union(gross.index)).ffill().reindex(self.equity.index).fillna(0.0).rename("exposure")
 
+    def gross_exposure(self) -> pd.Series:
+        """|position value| / equity at each close, the positions rebuilt from the fills and marked at
+        the adjusted closes (reads the data source; its mean after the first close is metrics.json's
+        `exposure`)."""
+        if self._result is not None:
+            return self._result.simulation.gross_exposure.rename("gross_exposure")
+        trades, index = self.trades, self.equity.index
+        if trades.empty:
+            return pd.Series(0.0, index=index, name="gross_exposure")
+        signed = trades["shares"].where(trades["side"] == "buy", -trades["shares"])
+        held = signed.groupby([trades["date"], trades["ticker"]]).sum().unstack(fill_value=0.0).reindex(index, fill_value=0.0).cumsum()
+        value = (held * self.prices.reindex(index=index, columns=held.columns)).abs().sum(axis=1)
+        return (value / self.equity["strategy"]).rename("gross_exposure")
+
     @property
     def turnover(self) -> pd.Series:
         """One-way turnover each session: half the traded value over the equity at the close

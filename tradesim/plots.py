@@ -119,12 +119,16 @@ def monthly_returns(run: Run, ax: Axes | None = None, column: str = "strategy") 
     return ax.figure
 
 
-def exposure(run: Run, ax: Axes | None = None, turnover_ax: Axes | None = None) -> Figure:
-    """Target gross exposure held, and the turnover of each session."""
+def exposure(run: Run, ax: Axes | None = None, turnover_ax: Axes | None = None, drifted: bool = True) -> Figure:
+    """Target gross exposure held, the exposure at each close as the prices drifted (`drifted`:
+    reads the run's data source), and the turnover of each session."""
     if ax is None:
         figure, (ax, turnover_ax) = new_figure(2, height_ratios=(2, 1), size=(10, 5))
     held = run.exposure
     ax.fill_between(held.index, held.to_numpy(), step="post", color=STRATEGY, alpha=0.35, label="target gross exposure")
+    if drifted:
+        actual = run.gross_exposure()
+        ax.plot(actual.index, actual.to_numpy(), color=STRATEGY, linewidth=1.0, label="gross exposure at the close")
     ax.axhline(run.metrics.get("exposure", np.nan), color="black", linewidth=0.8, linestyle="--", label=f"mean exposure at the closes {run.metrics.get('exposure', np.nan):.2f}")
     _finish(ax, f"exposure and turnover, {run.label}", "gross exposure")
     if turnover_ax is not None:
