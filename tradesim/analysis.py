@@ -51,6 +51,14 @@ def _metric_series(values: dict[str, Any], name: str) -> pd.Series:
     return pd.Series(scalars, name=name)
 
 
+def decision_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Decision records (date, ticker, the strategy's log, weight, action) as one frame, nested
+    values as dotted columns; lists (the news used) stay lists."""
+    frame = pd.json_normalize(records) if records else pd.DataFrame(columns=["date", "ticker", "weight", "action"])
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
 class Run:
     """One backtest: its equity, returns, drawdown, weights, trades, decisions, metrics and config."""
 
@@ -221,9 +229,7 @@ class Run:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
                     raise TradesimError(f"{path}: line {number} is not valid JSON ({error})") from None
-        frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["date", "ticker", "weight", "action"])
-        frame["date"] = pd.to_datetime(frame["date"])
-        return frame
+        return decision_frame(rows)
 
     @property
     def tables(self) -> list[str]:
@@ -552,10 +558,7 @@ class PaperAccount:
     def decisions(self) -> pd.DataFrame:
         """One row per decision and ticker: weight, action and the strategy's log, flattened."""
         rows = self._read(lambda ledger: ledger.query("SELECT session, ticker, weight, action, log FROM decisions ORDER BY session, ticker"))
-        records = [{"date": s, "ticker": t, **json.loads(log), "weight": w, "action": a} for s, t, w, a, log in rows]
-        frame = pd.json_normalize(records) if records else pd.DataFrame(columns=["date", "ticker", "weight", "action"])
-        frame["date"] = pd.to_datetime(frame["date"])
-        return frame
+        return decision_frame([{"date": s, "ticker": t, **json.loads(log), "weight": w, "action": a} for s, t, w, a, log in rows])
 
     def table(self, name: str) -> pd.DataFrame:
         """A side table kept per session (TradExpert's `rankings`, `comparisons`, `reports`)."""
