@@ -16,7 +16,7 @@ import dataclasses
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -240,10 +240,12 @@ class Run:
 
     def table(self, name: str) -> pd.DataFrame:
         """One side table (`rankings`, `comparisons`, `reports`, ...), read when asked for."""
-        if name not in self.tables:
-            raise TradesimError(f"{self.name}: no side table {name!r} (this run has: {', '.join(self.tables) or 'none'})")
-        if self._result is not None:
-            frame = self._result.strategy.side_tables()[name]
+        held = self._result.strategy.side_tables() if self._result is not None else None
+        names = sorted(held) if held is not None else self.tables
+        if name not in names:
+            raise TradesimError(f"{self.name}: no side table {name!r} (this run has: {', '.join(names) or 'none'})")
+        if held is not None:
+            frame = held[name]
         else:
             try:
                 frame = pd.read_parquet(self.path / f"{name}.parquet")
@@ -441,26 +443,23 @@ def backtest(
     return Run(result=result)
 
 
-def strategy_named(config_path: str | Path | None, name: str | None) -> type:
-    """The strategy class named by `name`, else by the config file's `strategy`."""
-    from strategies import get_strategy
-    from tradesim.config import read_toml
-
-    name = name or (read_toml(Path(config_path)).get("strategy") if config_path else None)
-    if not name:
-        raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
-    return get_strategy(str(name))
-
-
-def configure(config_path: str | Path | None, options: dict[str, Any], params: dict[str, Any]) -> tuple[RunConfig, type]:
+def configure(
+    config_path: str | Path | None, options: dict[str, Any], params: dict[str, Any] | Callable[[type], dict[str, Any]]
+) -> tuple[RunConfig, type]:
     """A checked RunConfig and its strategy class from a config file (or none), run options (None:
-    not given) and strategy parameters by name: what `tradesim backtest` and `tradesim.backtest()`
-    both do before running."""
+    not given) and the strategy's parameters by name (or a function of its class giving them, for
+    flags that only the class can read): what `tradesim backtest` and `tradesim.backtest()` both do
+    before running."""
+    from strategies import get_strategy
     from tradesim.config import read_toml, resolve
 
-    strategy_class = strategy_named(config_path, options.get("strategy"))
     file_values = read_toml(Path(config_path)) if config_path else {}
-    config = resolve(file_values, {**options, "params": params}, origin=str(config_path) if config_path else "options")
+    name = options.get("strategy") or file_values.get("strategy")
+    if not name:
+        raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
+    strategy_class = get_strategy(str(name))
+    given = params(strategy_class) if callable(params) else params
+    config = resolve(file_values, {**options, "params": given}, origin=str(config_path) if config_path else "options")
     return dataclasses.replace(config, params=strategy_class.resolve_params(config.params)), strategy_class
 
 

@@ -90,13 +90,12 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     Strategy parameters follow as their own flags, e.g. `--lookback 60` for momentum;
     `tradesim strategies` lists them.
     """
-    from tradesim.analysis import configure, strategy_named
+    from tradesim.analysis import configure
 
     if ticker and tickers:
         raise TradesimError("--ticker and --tickers: give one of them, not both")
     options["tickers"] = ticker or tickers
-    params = parse_strategy_args(strategy_args, strategy_named(config_path, options.get("strategy")))
-    config, strategy_class = configure(config_path, options, params)
+    config, strategy_class = configure(config_path, options, lambda strategy_class: parse_strategy_args(strategy_args, strategy_class))
 
     from tradesim.backtesting import run_backtest
     from tradesim.report import argv_of_process, check_run_dir, default_run_dir, metrics_table, write_run_directory
