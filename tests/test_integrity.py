@@ -1,7 +1,9 @@
 """Integrity proven from outside: change the data the way real data changes and check that no
 earlier decision moves; show that a strategy cannot learn a return it cannot trade, nor alter data."""
 
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,8 @@ from tradesim.config import resolve
 from tradesim.llm import model as model_module
 from tradesim.market import load_market_data
 from tradesim.market import yahoo
+from tradesim.market.calendar import decision_cutoffs
+from tradesim.market.data import FIELDS
 from tradesim.strategy import Decision, Strategy
 
 FAST = {"router": "fake:1", "epochs": 3, "patience": 2, "hidden": 8}
@@ -204,3 +208,206 @@ def test_top_k_over_a_universe_with_listings_and_delistings_runs_and_the_benchma
     closed = benchmark_trades[(benchmark_trades["ticker"] == "CCC") & (benchmark_trades["note"] == "delisted")]
     assert list(closed["date"]) == [last_ccc]
     assert (result.benchmark.positions.iloc[-1][["AAA", "BBB", "DDD"]] > 0).all() and result.benchmark.positions.iloc[-1]["CCC"] == 0
+
+
+# The generic vandal: everything public reachable from a view, read and written.
+
+WALK_ARGUMENTS = {"ticker": (None,), "name": FIELDS, "last": (None, 3)}  # `ticker`: each ticker is added per view
+
+
+def _calls(method, view):
+    """Argument sets for a public method: each combination of the values its parameters take."""
+    import inspect
+    import itertools
+
+    choices = []
+    for parameter in inspect.signature(method).parameters.values():
+        if parameter.name == "ticker":
+            choices.append((*view.tickers, None) if "None" in str(parameter.annotation) else view.tickers)
+        elif parameter.name == "date":
+            choices.append((view.sessions[max(-3, -len(view.sessions))],))
+        elif parameter.name in WALK_ARGUMENTS:
+            choices.append(WALK_ARGUMENTS[parameter.name])
+        elif parameter.default is inspect.Parameter.empty:
+            raise AssertionError(f"the view walk does not know how to call {method.__qualname__}({parameter.name}=...): teach it")
+        else:
+            choices.append((parameter.default,))
+    return [dict(zip(inspect.signature(method).parameters, values)) for values in itertools.product(*choices)]
+
+
+def walk_view(view, depth=3):
+    """(path, thing) for everything public reachable from a view: attributes, the results of every
+    public method called with every argument it takes, and their attributes in turn."""
+    seen, found = set(), []
+
+    def visit(thing, path, level):
+        if id(thing) in seen or isinstance(thing, (str, bytes, int, float, bool, type(None), pd.Timestamp)):
+            found.append((path, thing))
+            return
+        seen.add(id(thing))
+        found.append((path, thing))
+        if isinstance(thing, (np.ndarray, pd.DataFrame, pd.Series, pd.Index)) or level >= depth:
+            return
+        if isinstance(thing, (tuple, list)):
+            for i, item in enumerate(thing):
+                visit(item, f"{path}[{i}]", level + 1)
+            return
+        if isinstance(thing, dict) or hasattr(thing, "keys"):
+            for key in list(thing.keys()):
+                visit(thing[key], f"{path}[{key!r}]", level + 1)
+            return
+        for name in dir(thing):
+            if name.startswith("_"):
+                continue
+            value = getattr(thing, name)
+            if callable(value) and not isinstance(value, type):
+                for arguments in _calls(value, view):
+                    shown = ", ".join(f"{key}={value}" for key, value in arguments.items())
+                    visit(value(**arguments), f"{path}.{name}({shown})", level + 1)
+            elif not isinstance(value, type):
+                visit(value, f"{path}.{name}", level + 1)
+
+    visit(view, "view", 0)
+    return found
+
+
+def _leaf_digest(thing) -> str:
+    if isinstance(thing, (pd.DataFrame, pd.Series)):
+        return thing.to_csv()
+    if isinstance(thing, pd.Index):
+        return ",".join(map(str, thing))
+    if isinstance(thing, np.ndarray):
+        return repr(thing.tolist())
+    if isinstance(thing, (str, bytes, int, float, bool, type(None), pd.Timestamp)):
+        return repr(thing)
+    return type(thing).__name__
+
+
+def _vandalize(thing) -> None:
+    """Try every write a strategy could make: reopen and fill arrays, assign into tables, clear
+    containers, replace attributes."""
+    writes = []
+    if isinstance(thing, np.ndarray):
+        def reopen_and_fill(array=thing):
+            for target in (array, array.base):
+                if isinstance(target, np.ndarray):
+                    target.flags.writeable = True
+                    target.fill(0 if target.dtype != object else "edited")
+        writes.append(reopen_and_fill)
+    elif isinstance(thing, pd.DataFrame):
+        writes += [lambda: thing.iloc.__setitem__((slice(None), slice(None)), 0), lambda: thing.to_numpy().fill(0)]
+    elif isinstance(thing, pd.Series):
+        writes += [lambda: thing.iloc.__setitem__(slice(None), 0), lambda: thing.to_numpy().fill(0)]
+    elif isinstance(thing, pd.Index):
+        writes.append(lambda: thing.to_numpy().fill(0))
+    elif isinstance(thing, (list, dict)) or hasattr(thing, "clear"):
+        writes.append(thing.clear)
+    elif not isinstance(thing, (str, bytes, int, float, bool, type(None), pd.Timestamp, tuple)):
+        for name in [n for n in dir(thing) if not n.startswith("_") and not callable(getattr(thing, n, None))]:
+            writes.append(lambda name=name: setattr(thing, name, None))
+    for write in writes:
+        try:
+            write()
+        except (ValueError, TypeError, AttributeError, KeyError, dataclasses.FrozenInstanceError):
+            pass
+
+
+class Walker(Strategy):
+    """Logs a digest of everything reachable from its view, then (when vandalizing) writes to all of it."""
+
+    name = "walker"
+    summary = "test strategy"
+    vandalize = False
+
+    def decision_dates(self, sessions):
+        return sessions[::4]
+
+    def decide(self, view):
+        import hashlib
+
+        found = walk_view(view)
+        digest = hashlib.sha256("\n".join(f"{path}={_leaf_digest(thing)}" for path, thing in found).encode()).hexdigest()
+        if self.vandalize:
+            for _, thing in found:
+                _vandalize(thing)
+        return Decision(dict.fromkeys(self.tickers, 1 / len(self.tickers)), {t: {"digest": digest} for t in self.tickers})
+
+
+def _future_marked_inputs(tmp_path, day_index=60):
+    """Bars and news in which everything after one decision date is recognisable: volume 7777777,
+    prices near 9000, news texts and ids that say FUTURE."""
+    frames = synthetic_bars(("AAA", "BBB"), sessions=90, seed=4, start="2016-01-04")
+    day = pd.Timestamp(frames["AAA"]["Date"].iloc[day_index])
+    for frame in frames.values():
+        later = pd.to_datetime(frame["Date"]) > day
+        frame.loc[later, ["Open", "High", "Low", "Close", "Adj Close"]] = [9000.0, 9100.0, 8900.0, 9050.0, 9050.0]
+        frame.loc[later, "Volume"] = 7777777
+    cutoff = decision_cutoffs(pd.DatetimeIndex([day]))[0]
+    rows = []
+    for i, stamp in enumerate(pd.date_range(day - pd.Timedelta(days=40), day + pd.Timedelta(days=20), freq="13h", tz="UTC")):
+        future = stamp >= cutoff
+        rows.append({"id": f"{'future' if future else 'past'}-{i}", "ticker": ["AAA", "BBB", ""][i % 3],
+                     "created_at": stamp.isoformat(), "text": f"{'FUTURE' if future else 'past'} item {i}"})
+    bars = write_ticker_dir(tmp_path / "bars", frames)
+    (tmp_path / "news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(bars), str(tmp_path / "news.jsonl"), day, cutoff
+
+
+FUTURE_NUMBERS = (9000.0, 9100.0, 8900.0, 9050.0, 7777777.0)
+
+
+def _reveals_future(thing, cutoff) -> bool:
+    text = _leaf_digest(thing)
+    if "FUTURE" in text or "future-" in text:
+        return True
+    if isinstance(thing, pd.DataFrame):
+        return any(_reveals_future(thing[c].to_numpy(), cutoff) for c in thing.columns) or _index_after(thing.index, cutoff)
+    if isinstance(thing, (pd.Index, pd.Series)):
+        values = thing.to_numpy()
+        return _index_after(thing if isinstance(thing, pd.Index) else thing.index, cutoff) or _reveals_future(values, cutoff)
+    if isinstance(thing, np.ndarray) and thing.size and thing.dtype.kind in "iufM":
+        if thing.dtype.kind == "M":
+            return bool((thing.astype("datetime64[ns]").astype(np.int64) >= cutoff.value).any())
+        values = thing.astype(float)
+        if np.isin(values, FUTURE_NUMBERS).any():
+            return True
+        return bool((values > 10**18).any() and (values[values > 10**18] >= cutoff.value).any())  # instants in ns
+    if isinstance(thing, float):
+        return thing in FUTURE_NUMBERS
+    return False
+
+
+def _index_after(index, cutoff) -> bool:
+    if not isinstance(index, pd.DatetimeIndex) or index.empty:
+        return False
+    last = index.max()
+    return last > (cutoff if last.tz is not None else cutoff.tz_convert("America/New_York").tz_localize(None))
+
+
+def test_nothing_public_reachable_from_a_view_reveals_anything_after_its_cutoff(tmp_path):
+    bars, news, day, cutoff = _future_marked_inputs(tmp_path)
+    data = load_market_data(bars, ("AAA", "BBB"), news=news)
+    assert data.news["text"].str.contains("FUTURE").sum() > 10  # the data holds the future; the view must not
+    for view in (data.view(day), data.view(day).at(data.sessions[50])):
+        found = walk_view(view)
+        paths = {re.sub(r"\(.*?\)|\[.*?\]", "", path) for path, _ in found}
+        assert {"view.news_window.frame", "view.news_window.texts", "view.ticker_bars", "view.window", "view.news", "view.at.news_for"} <= paths
+        leaks = [path for path, thing in found if _reveals_future(thing, cutoff)]
+        assert not leaks, leaks[:5]
+
+
+def test_a_strategy_writing_to_everything_reachable_from_its_views_changes_no_later_decision(tmp_path):
+    bars, news, _, _ = _future_marked_inputs(tmp_path)
+    config = resolve({}, {"strategy": "walker", "tickers": "AAA,BBB", "data": bars, "news": news})
+    clean = run_backtest(config, Walker, progress=False)
+    Walker.vandalize = True
+    try:
+        vandalized = run_backtest(config, Walker, progress=False)
+    finally:
+        Walker.vandalize = False
+    assert len(clean.decisions) > 20
+    assert [row["digest"] for row in vandalized.decisions] == [row["digest"] for row in clean.decisions]
+    fresh = load_market_data(bars, ("AAA", "BBB"), news=news)
+    pd.testing.assert_frame_equal(vandalized.data.news, fresh.news)
+    for name in FIELDS:
+        pd.testing.assert_frame_equal(vandalized.data.bars[name], fresh.bars[name])

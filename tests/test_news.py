@@ -87,7 +87,9 @@ FORMATS = [
     ("naive-midnight", "2015-06-30 00:00:00", "2015-07-01"),
     ("naive-time", "2015-06-30 19:30:00", "2015-06-30"),  # UTC: 15:30 in New York, before the cutoff
     ("naive-late", "2015-06-30 20:30:00", "2015-07-01"),  # UTC: 16:30 in New York
-    ("zoned-midnight", "2015-06-30T00:00:00-04:00", "2015-06-30"),  # an instant, not a date
+    ("zoned-midnight", "2015-06-30T00:00:00-04:00", "2015-07-01"),  # midnight in its own zone: a date
+    ("utc-midnight", "2015-06-30T00:00:00Z", "2015-07-01"),  # midnight UTC: a date, not 20:00 New York the day before
+    ("zoned-time", "2015-06-30T15:59:00-04:00", "2015-06-30"),  # an instant
     ("utc-z", "2015-06-30T19:59:00Z", "2015-06-30"),
 ]
 
@@ -131,8 +133,8 @@ def test_parquet_datetime_columns_mixing_midnights_and_times(tmp_path):
     aware = naive.assign(published_at=naive["published_at"].dt.tz_localize("America/New_York"))
     aware.to_parquet(tmp_path / "aware.parquet", index=False)
     data = load_market_data(_bars(tmp_path), ["AAA"], news=str(tmp_path / "aware.parquet"))
-    # With a zone every value is an instant: New York midnight counts for that day, 19:30 there for the next.
-    assert _sessions_counted(data) == {"midnight": "2015-06-30", "afternoon": "2015-07-01", "evening": "2015-07-01"}
+    # With a zone a time is an instant (19:30 New York counts for the next day); an exact midnight is a date.
+    assert _sessions_counted(data) == {"midnight": "2015-07-01", "afternoon": "2015-07-01", "evening": "2015-07-01"}
 
 
 def test_market_wide_items_are_visible_to_every_ticker_under_the_same_rules(tmp_path):
@@ -169,3 +171,37 @@ def test_news_window_matches_a_plain_filter(tmp_path):
             items = data.news[(data.news["ticker"].isna() if ticker is None else data.news["ticker"] == ticker)]
             expected = items[(items["visible_at"] >= since) & (items["visible_at"] < view.cutoff)]
             assert sorted(window.ids(ticker)) == sorted(expected["id"]) and window.count(ticker) == len(expected)
+
+
+@pytest.mark.parametrize("fmt", ["parquet-utc", "parquet-new-york", "jsonl-z", "csv-offset", "csv-own-zone"])
+def test_a_date_stored_as_a_midnight_timestamp_counts_from_the_next_session(tmp_path, fmt):
+    """Parquet writers and vendors store a publication date as midnight UTC (or midnight in the
+    writer's zone): it is a date, visible at the end of that New York day, not 20:00 the day before."""
+    day = pd.Timestamp("2015-03-04")
+    if fmt.startswith("parquet"):
+        zone = "UTC" if fmt == "parquet-utc" else "America/New_York"
+        stamps = pd.Series([day, day + pd.Timedelta(hours=14)]).dt.tz_localize(zone)
+        path = tmp_path / "AAA.parquet"
+        pd.DataFrame({"published_at": stamps, "headline": ["dated", "timed"]}).to_parquet(path)
+    else:
+        values = {"jsonl-z": "2015-03-04T00:00:00Z", "csv-offset": "2015-03-04 00:00:00+00:00", "csv-own-zone": "2015-03-04 00:00:00-05:00"}[fmt]
+        timed = "2015-03-04T14:00:00Z" if fmt != "csv-own-zone" else "2015-03-04 14:00:00-05:00"
+        if fmt.startswith("jsonl"):
+            path = _jsonl(tmp_path / "AAA.jsonl", [{"created_at": values, "text": "dated"}, {"created_at": timed, "text": "timed"}])
+        else:
+            path = tmp_path / "AAA.csv"
+            pd.DataFrame({"date": [values, timed], "title": ["dated", "timed"]}).to_csv(path, index=False)
+    data = load_market_data(_bars(tmp_path), ["AAA"], news=str(path))
+    assert list(data.view(day).news_for("AAA")["text"]) == ["timed"]
+    assert list(data.view(pd.Timestamp("2015-03-05")).news_for("AAA", last=1)["text"]) == ["dated"]
+    assert any("exactly on a midnight" in note and "read as dates" in note for note in data.notes)
+
+
+def test_fundamentals_published_at_midnight_utc_count_from_the_next_session(tmp_path):
+    from tradesim.market.fundamentals import load_fundamentals
+
+    path = tmp_path / "fundamentals.parquet"
+    pd.DataFrame({"ticker": ["AAA"], "period_end": ["2014-12-31"], "published_at": pd.to_datetime(["2015-03-04"]).tz_localize("UTC"),
+                  "field": ["revenue"], "value": [1.0]}).to_parquet(path)
+    rows = load_fundamentals(path, ("AAA",))
+    assert rows["visible_at"].iloc[0] == pd.Timestamp("2015-03-05 05:00", tz="UTC")  # the end of 2015-03-04 in New York

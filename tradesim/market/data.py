@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,15 @@ _EPOCH_1900_S = 2_208_988_800
 
 
 def _sealed(array: np.ndarray) -> np.ndarray:
+    """A read-only copy backed by immutable bytes: unlike a plain read-only flag, which the owner of
+    an array (reachable as `.base` from any slice) can turn back on, this one cannot be reopened."""
+    return np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=array.dtype).reshape(array.shape)
+
+
+def _sealed_objects(array: np.ndarray) -> np.ndarray:
+    """Object arrays (ids, texts) cannot live in bytes: a read-only copy that owns its data. Its
+    flag can be turned back on, but only ever on this copy, which nothing else reads."""
+    array = np.array(array, dtype=object)
     array.flags.writeable = False
     return array
 
@@ -45,7 +55,8 @@ def _source(name: str) -> str:
 class NewsIndex:
     """The news sorted by ticker, then visibility: each ticker's items are one contiguous block,
     so the items visible in any window of sessions are found by binary search, for every ticker
-    at once. Market-wide items (no ticker) form one more block."""
+    at once. Market-wide items (no ticker) form one more block. Internal to the data: views hand
+    out windows cut from it, never the index itself."""
 
     def __init__(self, news: pd.DataFrame, tickers: tuple[str, ...]):
         codes_of = {t: i for i, t in enumerate(tickers)}
@@ -56,9 +67,9 @@ class NewsIndex:
         self.rows = _sealed(order)
         self.keys = _sealed(codes[order] * _KEY_SHIFT + self._seconds(visible_ns[order]))
         self.visible_ns = _sealed(visible_ns[order])
-        self.ids = _sealed(news["id"].to_numpy(dtype=object)[order])
-        self.texts = _sealed(news["text"].to_numpy(dtype=object)[order])
-        self.codes_of = codes_of
+        self.published_ns = _sealed(news["published_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[order])
+        self.ids = _sealed_objects(news["id"].to_numpy(dtype=object)[order])
+        self.texts = _sealed_objects(news["text"].to_numpy(dtype=object)[order])
 
     @staticmethod
     def _seconds(instants_ns: np.ndarray) -> np.ndarray:
@@ -74,21 +85,31 @@ class NewsIndex:
         return np.searchsorted(self.keys, first, side="left"), stop
 
 
-@dataclass(frozen=True)
 class NewsWindow:
-    """The news items that count for the last sessions of one view, per ticker (binary-searched
-    slices of the news index; arrays are read-only)."""
+    """The news items that count for the last sessions of one view, per ticker.
 
-    index: NewsIndex
-    starts: np.ndarray
-    stops: np.ndarray
-    news: pd.DataFrame
-    sessions: pd.DatetimeIndex
-    cutoffs: pd.DatetimeIndex
+    Built from copies of the index's slices for this window only: it holds no item visible after
+    the view's cutoff, and editing what it hands out changes nothing any other view sees."""
+
+    __slots__ = ("_codes", "_offsets", "_ids", "_texts", "_visible_ns", "_published_ns", "_sessions", "_cutoffs")
+
+    def __init__(self, data: MarketData, after_ns: int | None, before_ns: int, sessions: pd.DatetimeIndex, cutoffs: pd.DatetimeIndex):
+        index = data.news_index
+        starts, stops = index.bounds(after_ns, before_ns)
+        lengths = stops - starts
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        self._codes = data.ticker_codes
+        self._offsets = offsets
+        self._ids = _sealed_objects(index.ids[positions])
+        self._texts = _sealed_objects(index.texts[positions])
+        self._visible_ns = _sealed(index.visible_ns[positions])
+        self._published_ns = _sealed(index.published_ns[positions])
+        self._sessions, self._cutoffs = sessions, cutoffs
 
     def _slice(self, ticker: str | None) -> slice:
-        code = self.index.market_code if ticker is None else self.index.codes_of[ticker]
-        return slice(int(self.starts[code]), int(self.stops[code]))
+        code = len(self._codes) if ticker is None else self._codes[ticker]
+        return slice(int(self._offsets[code]), int(self._offsets[code + 1]))
 
     def count(self, ticker: str | None) -> int:
         part = self._slice(ticker)
@@ -96,19 +117,28 @@ class NewsWindow:
 
     def texts(self, ticker: str | None) -> np.ndarray:
         """Texts of the ticker's items (None: market-wide items), oldest first."""
-        return self.index.texts[self._slice(ticker)]
+        return self._texts[self._slice(ticker)]
 
     def ids(self, ticker: str | None) -> np.ndarray:
-        return self.index.ids[self._slice(ticker)]
+        return self._ids[self._slice(ticker)]
 
     def visible_ns(self, ticker: str | None) -> np.ndarray:
-        return self.index.visible_ns[self._slice(ticker)]
+        return self._visible_ns[self._slice(ticker)]
 
     def frame(self, ticker: str | None) -> pd.DataFrame:
-        """The items as a table, each with the `session` it first counts for."""
-        items = self.news.iloc[self.index.rows[self._slice(ticker)]].reset_index(drop=True)
-        first = self.cutoffs.searchsorted(items["visible_at"], side="right")
-        return items.assign(session=self.sessions[first])
+        """The items as a table (a copy), each with the `session` it first counts for."""
+        part = self._slice(ticker)
+        visible_at = pd.DatetimeIndex(self._visible_ns[part].astype("datetime64[ns]")).tz_localize("UTC")
+        items = pd.DataFrame(
+            {
+                "id": pd.array(self._ids[part], dtype="string"),
+                "ticker": pd.array([ticker] * (part.stop - part.start), dtype="string"),
+                "published_at": pd.DatetimeIndex(self._published_ns[part].astype("datetime64[ns]")).tz_localize("UTC"),
+                "visible_at": visible_at,
+                "text": pd.array(self._texts[part], dtype="string"),
+            }
+        )
+        return items.assign(session=self._sessions[self._cutoffs.searchsorted(visible_at, side="right")])
 
 
 class MarketView:
@@ -177,8 +207,7 @@ class MarketView:
         """The news counting for the view's last `last` sessions (all visible news when None)."""
         data = self._data
         after = None if last is None or last >= self._end else int(data.cutoffs.asi8[self._end - last - 1])
-        starts, stops = data.news_index.bounds(after, int(self.cutoff.value))
-        return NewsWindow(data.news_index, starts, stops, data.news, self.sessions, self.cutoffs)
+        return NewsWindow(data, after, int(self.cutoff.value), self.sessions, self.cutoffs)
 
     def news_for(self, ticker: str, last: int | None = None) -> pd.DataFrame:
         """The ticker's visible news, each item with the `session` it first counts for; only items
@@ -228,6 +257,11 @@ class MarketData:
     def cutoffs(self) -> pd.DatetimeIndex:
         """The decision cutoff (UTC) of every session."""
         return decision_cutoffs(self.sessions, self.cutoff)
+
+    @cached_property
+    def ticker_codes(self) -> MappingProxyType:
+        """Ticker -> column (a read-only mapping)."""
+        return MappingProxyType({t: i for i, t in enumerate(self.tickers)})
 
     @cached_property
     def news_index(self) -> NewsIndex:

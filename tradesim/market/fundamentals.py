@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from tradesim.errors import TradesimError
-from tradesim.market.calendar import end_of_day_utc
 from tradesim.market.news import parse_timestamps
 from tradesim.market.prices import parse_dates
 from tradesim.market.tables import line_number, match_columns, read_table, table_suffix
@@ -64,10 +63,7 @@ def load_fundamentals(path: Path, tickers: tuple[str, ...]) -> pd.DataFrame:
     positions = table.index.to_numpy()
     period_end = parse_dates(table[columns["period_end"]], origin, positions)
     stamps = parse_timestamps(table[columns["published_at"]], origin)
-    published_at = stamps.instants
-    visible_at = published_at.copy()
-    if stamps.date_only.any():
-        visible_at[stamps.date_only] = end_of_day_utc(pd.DatetimeIndex(published_at[stamps.date_only].dt.tz_localize(None)))
+    published_at, visible_at = stamps.instants, stamps.visible
     fields = table[columns["field"]].astype("string").str.strip()
     values = pd.to_numeric(table[columns["value"]], errors="coerce").to_numpy(dtype=float)
     for row in range(len(table)):
