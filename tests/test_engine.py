@@ -173,3 +173,22 @@ def test_same_close_fills_at_the_decision_close():
     assert result.trades["price"].tolist() == [10.0] and result.trades["date"].tolist() == [index[0]]
     assert result.equity.iloc[-1] == pytest.approx(1000 / 10.0 * 13.0)
     assert result.unfilled.empty
+
+
+def test_weights_for_unknown_tickers_or_twice_for_one_date_are_refused():
+    open_, close = price_frames(synthetic_bars(("AAA", "BBB"), sessions=20, seed=3))
+    weights = pd.DataFrame({"AAA": [1.0, 0.0], "ZZZ": [0.0, 1.0]}, index=close.index[[2, 5]])
+    with pytest.raises(ValueError, match="tickers the prices do not have: ZZZ"):
+        simulate(weights, close, open_)
+    twice = pd.DataFrame({"AAA": [1.0, 0.0]}, index=close.index[[2, 2]])
+    with pytest.raises(ValueError, match="more than one row for decision date"):
+        simulate(twice, close, open_)
+
+
+def test_an_empty_open_fills_at_the_close_and_says_so():
+    open_, close = price_frames(synthetic_bars(("AAA",), sessions=20, seed=3))
+    open_.iloc[3, 0] = np.nan
+    weights = pd.DataFrame({"AAA": [1.0]}, index=close.index[[2]])
+    result = simulate(weights, close, open_)
+    assert result.trades["price"].iloc[0] == close.iloc[3, 0] and result.trades["note"].iloc[0] == "no open: filled at close"
+    assert list(result.filled_at_close["date"]) == [close.index[3]]

@@ -334,7 +334,7 @@ def test_a_restated_bar_is_refused_until_resolved(tmp_path):
     make_account(tmp_path)
     assert night("acct", DATES[92]).exit_code == 0
     changed = frames()
-    changed["BBB"].loc[91, ["Close", "Adj Close"]] *= 1.01  # a bar the account used, restated at the source
+    changed["BBB"].loc[91, ["Open", "High", "Low", "Close", "Adj Close"]] *= 1.01  # a bar the account used, restated at the source
     write_bars(tmp_path / "data", changed)
     before = dump()
     refused = night("acct", DATES[93])

@@ -124,3 +124,77 @@ def test_tickers_all_leaves_out_a_ticker_without_bars_in_the_dates_but_a_named_o
         load_market_data(str(folder), ["AAA", "LATE"], end="2020-12-31")
     with pytest.raises(TradesimError, match="no ticker has bars between 2030-01-01 and the end"):
         load_market_data(str(folder), "all", start="2030-01-01")
+
+
+def _split_history(sessions=120, split_at=60, ratio=4.0, dividend_at=90, dividend=0.5):
+    """A stock's printed prices around a 4:1 split and a dividend, with its true adjusted close."""
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2014-01-02", periods=sessions)
+    value = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, sessions)))  # the holder's value per original share
+    printed = np.where(np.arange(sessions) >= split_at, value / ratio, value)
+    split = np.where(np.arange(sessions) == split_at, ratio, 1.0)
+    paid = np.where(np.arange(sessions) == dividend_at, dividend, 0.0)
+    open_ = printed * (1 + rng.normal(0, 0.002, sessions))
+    frame = pd.DataFrame({
+        "timestamp": dates.strftime("%Y-%m-%d"), "open": open_, "high": np.maximum(open_, printed) * 1.01,
+        "low": np.minimum(open_, printed) * 0.99, "close": printed, "volume": 1000, "dividend_amount": paid, "split_coefficient": split,
+    })
+    return frame, dates
+
+
+def test_raw_prices_with_split_and_dividend_columns_are_adjusted_from_them(tmp_path):
+    frame, dates = _split_history()
+    frame.to_csv(tmp_path / "AAA.csv", index=False)
+    data = load_market_data(str(tmp_path / "AAA.csv"), ["AAA"])
+    close = data.bars["close"]["AAA"]
+    daily = close.pct_change().dropna()
+    assert daily.abs().max() < 0.06  # the 4:1 split is no -75% day
+    printed = frame["close"].to_numpy()
+    assert close.iloc[70] / close.iloc[50] == pytest.approx(printed[70] * 4 / printed[50])
+    before, after = printed[89], printed[90]  # the dividend: earlier prices scaled by 1 - D / previous close
+    assert close.iloc[90] / close.iloc[89] == pytest.approx(after / (before - 0.5))
+    assert data.adjusted and any("adjusted from the split and dividend columns" in note for note in data.notes)
+    assert not any(note.startswith("WARNING") for note in data.notes)
+
+
+def test_prices_already_adjusted_beside_a_split_column_are_not_adjusted_twice(tmp_path):
+    frame, _ = _split_history(dividend=0.0)
+    factor = np.where(np.arange(len(frame)) < 60, 0.25, 1.0)
+    for column in ("open", "high", "low", "close"):
+        frame[column] = frame[column] * factor  # yfinance auto_adjust: adjusted prices, and the split column beside them
+    frame.to_csv(tmp_path / "AAA.csv", index=False)
+    data = load_market_data(str(tmp_path / "AAA.csv"), ["AAA"])
+    np.testing.assert_allclose(data.bars["close"]["AAA"].to_numpy(), frame["close"].to_numpy())
+
+
+def test_an_unadjusted_split_without_any_adjustment_column_is_said_loudly(tmp_path):
+    from tradesim.market.summary import describe
+
+    frame, dates = _split_history()
+    frame.drop(columns=["dividend_amount", "split_coefficient"]).to_csv(tmp_path / "AAA.csv", index=False)
+    data = load_market_data(str(tmp_path / "AAA.csv"), ["AAA"])
+    warning = [note for note in data.notes if note.startswith("WARNING")]
+    assert len(warning) == 1 and f"{dates[60].date()} (4." in warning[0] and "unadjusted splits" in warning[0]
+    assert warning[0] in describe(data)
+    quiet = load_market_data(str(tmp_path / "AAA.csv"), ["AAA"], start=dates[0], end=dates[50])  # the jump is outside the dates
+    assert not any(note.startswith("WARNING") for note in quiet.notes)
+
+
+@pytest.mark.parametrize("field,value", [("open", 99.0), ("close", 1.0)])
+def test_an_open_or_close_outside_the_days_range_names_the_file_and_line(tmp_path, frames, field, value):
+    frame = frames["AAA"].copy()
+    frame.loc[7, field.capitalize()] = value
+    write_ticker_dir(tmp_path, {"AAA": frame})
+    with pytest.raises(TradesimError, match=rf"AAA.csv, line 9: {field} {value:g} is outside the day's range \(low .*, high .*\) for AAA"):
+        load_market_data(str(tmp_path), ["AAA"])
+
+
+def test_a_csv_written_by_yfinance_with_mixed_utc_offsets_reads(tmp_path, frames):
+    frame = frames["AAA"].copy()
+    dates = pd.to_datetime(frame["Date"]).dt.tz_localize("America/New_York")
+    frame["Date"] = [f"{d:%Y-%m-%d %H:%M:%S%z}"[:-2] + ":" + f"{d:%z}"[-2:] for d in dates]
+    frame.loc[0, "Date"] = "2020-01-02 00:00:00-05:00"
+    frame.loc[len(frame) - 1, "Date"] = frame.loc[len(frame) - 1, "Date"].replace("-05:00", "-04:00")
+    write_ticker_dir(tmp_path, {"AAA": frame})
+    data = load_market_data(str(tmp_path), ["AAA"])
+    assert list(data.sessions) == list(pd.to_datetime(frames["AAA"]["Date"]))

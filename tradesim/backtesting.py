@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tradesim.config import ALL_TICKERS, SAME_CLOSE_FLAG, RunConfig
-from tradesim.engine import SimulationResult, simulate
+from tradesim.engine import NO_OPEN, SimulationResult, simulate
 from tradesim.errors import TradesimError
 from tradesim.market.data import MarketData, load_market_data
 from tradesim.market.features import fill_to_fill_returns
@@ -189,6 +189,12 @@ def run_backtest(
         notes.append(
             f"{len(simulation.skipped)} orders had no fill price and were skipped (first: {first['ticker']} "
             f"on {first['date'].date()}, weight {first['weight']:g})"
+        )
+    if not simulation.filled_at_close.empty:
+        first = simulation.filled_at_close.iloc[0]
+        notes.append(
+            f"{len(simulation.filled_at_close)} next-open orders met an empty open and filled at that session's close "
+            f"(first: {first['ticker']} on {first['date'].date()}; trades.csv note '{NO_OPEN}')"
         )
     for ticker, last in simulation.delisted.items():
         notes.append(f"{ticker}'s data ends on {last.date()}: any position was closed at that close (trades.csv note 'delisted')")

@@ -13,6 +13,10 @@ Convention (the tests hold a plain numpy implementation of it):
   sales bring in). Fractional shares.
 * Commission is `cost_bps` of traded value; slippage moves the fill price by `slippage_bps`
   against the trader.
+* A next-open order for a session whose open is empty fills at that session's close (its trade
+  carries the note `no open: filled at close`, and the run says how many).
+* Weights must name only tickers of the prices and carry one row per decision date: anything
+  else is refused, never dropped or resolved silently.
 * An order for a ticker without a price at its fill session (not listed yet, delisted, halted) is
   skipped and reported. A ticker whose data ends before the data does is closed at its last close,
   free of costs, and the cash is there for the next fills (the close-out is a row of `trades`
@@ -42,6 +46,7 @@ class SimulationResult:
     unfilled: pd.DatetimeIndex  # decisions with no session to fill at (the newest ones)
     skipped: pd.DataFrame  # orders without a fill price: date (fill session), ticker, weight
     delisted: dict[str, pd.Timestamp]  # ticker -> last session, for tickers whose data ends early
+    filled_at_close: pd.DataFrame  # next-open orders whose session had no open: date, ticker
 
     @property
     def returns(self) -> pd.Series:
@@ -60,6 +65,10 @@ class Schedule:
     unfilled: pd.DatetimeIndex
     skipped: pd.DataFrame
     delisted: dict[str, pd.Timestamp]
+    at_close: np.ndarray  # True where a next-open order fills at the close (the open is empty)
+
+
+NO_OPEN = "no open: filled at close"
 
 
 def fill_schedule(
@@ -74,6 +83,11 @@ def fill_schedule(
     if fill not in FILL_MODES:
         raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
     sessions_all = close.index
+    unknown = [str(t) for t in weights.columns if t not in close.columns]
+    if unknown:
+        raise ValueError(f"weights name tickers the prices do not have: {', '.join(unknown[:5])}")
+    if weights.index.has_duplicates:
+        raise ValueError(f"weights hold more than one row for decision date {weights.index[weights.index.duplicated()][0]}")
     weights = weights.reindex(columns=close.columns).fillna(0.0).sort_index()
     if weights.empty:
         raise ValueError("no decisions to simulate")
@@ -91,8 +105,10 @@ def fill_schedule(
         if open_ is None:
             raise ValueError("next-open fills need open prices")
         open_values = open_.reindex(index=close.index, columns=close.columns).to_numpy(dtype=float)[first:]
-        fill_prices = np.where(np.isfinite(open_values), open_values, close_values)
+        at_close = ~np.isfinite(open_values) & np.isfinite(close_values)
+        fill_prices = np.where(at_close, close_values, open_values)
     else:
+        at_close = np.zeros(close_values.shape, dtype=bool)
         fill_prices = close_values.copy()
 
     fill_rows = decision_positions - first + (0 if fill == "same-close" else 1)
@@ -115,7 +131,8 @@ def fill_schedule(
             fill_prices[row, column] = valuation[row - 1, column]
             free[row, column] = True
             delisted[str(close.columns[column])] = sessions[row - 1]
-    return Schedule(targets, fill_prices, valuation, free, sessions, weights.index[~fillable], skipped, delisted)
+    at_close &= np.isfinite(targets) & ~free
+    return Schedule(targets, fill_prices, valuation, free, sessions, weights.index[~fillable], skipped, delisted, at_close)
 
 
 def simulate(
@@ -153,21 +170,24 @@ def simulate(
     equity = portfolio.value().rename("equity")
     positions = portfolio.assets()
     exposure = (positions.abs() * marks).sum(axis=1) / equity
+    trades = _trades(portfolio.orders.values, sessions, tickers, schedule.free, schedule.at_close)
     return SimulationResult(
         equity=equity,
         positions=positions,
-        trades=_trades(portfolio.orders.values, sessions, tickers, schedule.free),
+        trades=trades,
         gross_exposure=exposure.rename("gross_exposure"),
         unfilled=schedule.unfilled,
         skipped=schedule.skipped,
         delisted=schedule.delisted,
+        filled_at_close=trades.loc[trades["note"] == NO_OPEN, ["date", "ticker"]].reset_index(drop=True),
     )
 
 
-def _trades(records: np.ndarray, sessions: pd.DatetimeIndex, tickers: pd.Index, free: np.ndarray) -> pd.DataFrame:
+def _trades(records: np.ndarray, sessions: pd.DatetimeIndex, tickers: pd.Index, free: np.ndarray, at_close: np.ndarray) -> pd.DataFrame:
     shares = records["size"]
     price = records["price"]
     closed_out = free[records["idx"], records["col"]]
+    no_open = at_close[records["idx"], records["col"]]
     return pd.DataFrame(
         {
             "date": sessions[records["idx"] - closed_out.astype(int)],
@@ -177,7 +197,7 @@ def _trades(records: np.ndarray, sessions: pd.DatetimeIndex, tickers: pd.Index, 
             "price": price,
             "value": shares * price,
             "fees": records["fees"],
-            "note": np.where(closed_out, DELISTED, ""),
+            "note": np.where(closed_out, DELISTED, np.where(no_open, NO_OPEN, "")),
         }
     )
 

@@ -23,7 +23,7 @@ from tradesim.errors import TradesimError
 from tradesim.market.calendar import DEFAULT_CUTOFF, decision_cutoffs
 from tradesim.market.fundamentals import empty_fundamentals, latest_values, load_fundamentals
 from tradesim.market.news import empty_news, load_news
-from tradesim.market.prices import PRINTED_COLUMNS, TickerBars, load_price_path, load_sample, sample_news_path
+from tradesim.market.prices import ACTION_SOURCES, PRINTED_COLUMNS, TickerBars, load_price_path, load_sample, sample_news_path, suspect_note
 from tradesim.tickers import parse_tickers
 
 PRICE_FIELDS = ("open", "high", "low", "close")  # adjusted, as of the date they are read at
@@ -344,6 +344,7 @@ def load_market_data(
     loaded = load_bars(source, wanted, start, end)
     frames: dict[str, pd.DataFrame] = {}
     outside: list[str] = []
+    suspects: list[str] = []
     for ticker, item in loaded.items():
         bars = item.bars.loc[start:end]
         if bars.empty and wanted is None:  # `all`: a ticker listed only outside the dates is not part of the run
@@ -355,6 +356,9 @@ def load_market_data(
                 f"(it covers {item.bars.index[0].date()}..{item.bars.index[-1].date()})"
             )
         frames[ticker] = bars
+        jumps = [(day, ratio) for day, ratio in item.suspect_splits if bars.index[0] < day <= bars.index[-1]]
+        if jumps:
+            suspects.append(suspect_note(ticker, item.origin, jumps))
     if not frames:
         raise TradesimError(f"{source}: no ticker has bars between {_day(start, 'the start')} and {_day(end, 'the end')}")
     notes = []
@@ -362,11 +366,17 @@ def load_market_data(
         loaded = {ticker: item for ticker, item in loaded.items() if ticker in frames}
         notes.append(
             f"--tickers all: {len(outside)} tickers have no bars between {_day(start, 'the start')} and {_day(end, 'the end')} "
-            f"and are left out ({', '.join(outside[:10])}{' ...' if len(outside) > 10 else ''})"
+            f"and are left out ({_listed(outside)})"
         )
     order = tuple(frames)
     sessions = pd.DatetimeIndex(sorted(set().union(*(frame.index for frame in frames.values()))), name="date")
-    notes += [note for item in loaded.values() for note in item.notes]
+    notes += suspects + [note for item in loaded.values() for note in item.notes]
+    by_actions = {}
+    for ticker, item in loaded.items():
+        if item.adjusted_by in ACTION_SOURCES.values():
+            by_actions.setdefault(item.adjusted_by, []).append(ticker)
+    for columns, names in by_actions.items():
+        notes.append(f"no adjusted close: prices of {_listed(names)} are adjusted from {columns} of the source")
     news_items = empty_news()
     if news is None and source == "sample":
         news = str(sample_news_path())
@@ -393,6 +403,10 @@ def load_market_data(
         notes=tuple(notes),
         fundamentals=fundamental_rows,
     )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def _day(value, default: str) -> str:

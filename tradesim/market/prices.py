@@ -29,7 +29,8 @@ PRICE_ALIASES: dict[str, tuple[str, ...]] = {
     "close": ("close",),
     "adj_close": ("adj close", "adj_close", "adjusted_close", "adjusted close", "adjclose"),
     "volume": ("volume",),
-    "split_coefficient": ("split_coefficient", "split coefficient", "stock splits", "splits"),
+    "split_coefficient": ("split_coefficient", "split coefficient", "stock splits", "splits", "split"),
+    "dividend": ("dividend_amount", "dividend amount", "dividends", "dividend"),
 }
 PRICE_FIELDS = ("open", "high", "low", "close", "adj_close")
 PRINTED_COLUMNS = ("raw_open", "raw_high", "raw_low", "raw_close", "volume")
@@ -38,6 +39,17 @@ SOURCE_COLUMNS = (*PRINTED_COLUMNS, "adjustment_step")
 # rounding of the adjusted close, not a corporate action; others are rounded to STEP_DECIMALS.
 STEP_TOLERANCE = 1e-6
 STEP_DECIMALS = 8
+# An open or close may sit outside [low, high] by float noise, no more.
+RANGE_TOLERANCE = 1e-6
+# Overnight moves by these ratios (either way, within SPLIT_MATCH) in a source with no adjusted close
+# and no split column look like unadjusted splits: said loudly, never booked silently.
+SPLIT_RATIOS = (1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 8.0, 10.0, 15.0, 20.0)
+SPLIT_MATCH = 0.03
+ACTION_SOURCES = {
+    ("split_coefficient", "dividend"): "the split and dividend columns",
+    ("split_coefficient",): "the split column",
+    ("dividend",): "the dividend column",
+}
 
 
 @dataclass
@@ -51,6 +63,8 @@ class TickerBars:
     has_ohlc: bool
     null_rows: int = 0
     adjustment_dates: list[pd.Timestamp] = field(default_factory=list)
+    adjusted_by: str = ""  # "adjusted close", "split and dividend columns", "split column", or "" (none)
+    suspect_splits: list[tuple[pd.Timestamp, float]] = field(default_factory=list)  # unadjusted jumps: date, ratio
     notes: list[str] = field(default_factory=list)  # what the source wants said in the run's notes
 
 
@@ -59,7 +73,11 @@ def parse_dates(values: pd.Series, origin: str, positions: np.ndarray) -> pd.Dat
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.to_datetime(values)
     else:
-        parsed = pd.to_datetime(values.astype("string").str.strip(), errors="coerce", format="mixed")
+        text = values.astype("string").str.strip()
+        # A leading ISO date is the session, whatever follows it: yfinance writes
+        # `2014-01-02 00:00:00-05:00`, mixing -05:00 and -04:00 across daylight saving.
+        iso = text.str.extract(r"^(\d{4}-\d{2}-\d{2})(?:[T ]|$)", expand=False)
+        parsed = pd.to_datetime(iso.fillna(text), errors="coerce", format="mixed")
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         row = bad[0]
@@ -93,7 +111,7 @@ def validate_bars(table: pd.DataFrame, columns: dict[str, str], ticker: str, ori
     """
     values = {
         name: _numeric(table[columns[name]], name, origin, positions)
-        for name in (*PRICE_FIELDS, "volume", "split_coefficient")
+        for name in (*PRICE_FIELDS, "volume", "split_coefficient", "dividend")
         if name in columns
     }
     price_names = [name for name in PRICE_FIELDS if name in values]
@@ -132,10 +150,31 @@ def validate_bars(table: pd.DataFrame, columns: dict[str, str], ticker: str, ori
                 f"{origin}, line {line_number(positions[row])}: high {values['high'][row]:g} is below "
                 f"low {values['low'][row]:g} for {ticker}"
             )
+        for name in ("open", "close"):
+            if name not in values:
+                continue
+            outside = (values[name] > values["high"] * (1 + RANGE_TOLERANCE)) | (values[name] < values["low"] * (1 - RANGE_TOLERANCE))
+            if outside.any():
+                row = int(np.flatnonzero(outside)[0])
+                raise TradesimError(
+                    f"{origin}, line {line_number(positions[row])}: {name} {values[name][row]:g} is outside the day's range "
+                    f"(low {values['low'][row]:g}, high {values['high'][row]:g}) for {ticker}; expected low <= {name} <= high"
+                )
 
     raw_close = values["close"]
     adjusted = "adj_close" in values
-    steps = adjustment_steps(values["adj_close"] / raw_close) if adjusted else np.ones_like(raw_close)
+    actions = [name for name in ("split_coefficient", "dividend") if name in values]
+    suspects: list[tuple[pd.Timestamp, float]] = []
+    if adjusted:
+        steps, adjusted_by = adjustment_steps(values["adj_close"] / raw_close), "adjusted close"
+    elif actions and prices_already_adjusted(values.get("open"), raw_close, values.get("split_coefficient")):
+        steps, adjusted, adjusted_by = np.ones_like(raw_close), True, "the source (no jump at its splits)"
+    elif actions:
+        steps = action_steps(raw_close, values.get("split_coefficient"), values.get("dividend"))
+        adjusted, adjusted_by = True, ACTION_SOURCES[tuple(actions)]
+    else:
+        steps, adjusted_by = np.ones_like(raw_close), ""
+        suspects = unadjusted_jumps(dates, values.get("open"), raw_close)
     has_ohlc = all(name in values for name in ("open", "high", "low"))
     empty = np.full_like(raw_close, np.nan)
     bars = pd.DataFrame(
@@ -157,7 +196,65 @@ def validate_bars(table: pd.DataFrame, columns: dict[str, str], ticker: str, ori
         has_ohlc=has_ohlc,
         null_rows=null_rows,
         adjustment_dates=_adjustment_dates(bars.index, steps, values.get("split_coefficient")),
+        adjusted_by=adjusted_by,
+        suspect_splits=suspects,
     )
+
+
+def prices_already_adjusted(open_: np.ndarray | None, close: np.ndarray, split: np.ndarray | None) -> bool:
+    """Whether prices that come with a split column are adjusted already (yfinance's auto_adjust
+    writes adjusted prices beside `Stock Splits`): no split in the column shows its jump."""
+    if split is None:
+        return False
+    events = np.flatnonzero(np.isfinite(split) & (np.abs(split - 1.0) > 1e-3))
+    events = events[events > 0]
+    if not events.size:
+        return False
+    price = close[events] if open_ is None else np.where(np.isfinite(open_[events]), open_[events], close[events])
+    move = np.log(close[events - 1] / price)
+    return bool((np.abs(move) < np.abs(move - np.log(split[events]))).all())
+
+def action_steps(close: np.ndarray, split: np.ndarray | None, dividend: np.ndarray | None) -> np.ndarray:
+    """Adjustment steps from a source's own split and dividend columns, on the rows where each takes
+    effect (the first session at the new price; the ex-dividend session): a split of s gives s, a
+    dividend D after a close P gives 1 / (1 - D / P), with P in post-split terms on a day with both."""
+    split_step = np.ones_like(close) if split is None else np.where(np.isfinite(split) & (split > 0), split, 1.0)
+    steps = split_step.copy()
+    if dividend is not None and close.size > 1:
+        previous = np.r_[np.nan, close[:-1]] / split_step
+        paid = np.nan_to_num(dividend, nan=0.0)
+        valid = (paid > 0) & np.isfinite(previous) & (paid < previous)
+        steps[valid] = split_step[valid] / (1.0 - paid[valid] / previous[valid])
+    steps[0] = 1.0
+    return np.round(steps, STEP_DECIMALS)
+
+
+def unadjusted_jumps(dates: pd.DatetimeIndex, open_: np.ndarray | None, close: np.ndarray) -> list[tuple[pd.Timestamp, float]]:
+    """Sessions whose price moved from the previous close by a common split ratio (either way):
+    (date, previous close / price), for a source that carries no adjustment at all."""
+    if close.size < 2:
+        return []
+    price = close[1:] if open_ is None else np.where(np.isfinite(open_[1:]), open_[1:], close[1:])
+    ratio = close[:-1] / price
+    found = []
+    for candidate in SPLIT_RATIOS:
+        for target in (candidate, 1 / candidate):
+            hits = np.flatnonzero(np.abs(ratio / target - 1) < SPLIT_MATCH)
+            found += [(dates[i + 1], float(ratio[i])) for i in hits]
+    return sorted(found)
+
+
+def suspect_note(ticker: str, origin: str, suspects: list[tuple[pd.Timestamp, float]]) -> str:
+    shown = ", ".join(f"{day.date()} ({_ratio_text(ratio)})" for day, ratio in suspects[:5])
+    return (
+        f"WARNING: {ticker} ({origin}) has no adjusted close, split or dividend column, and its price jumps "
+        f"by a split ratio overnight on {shown}{' ...' if len(suspects) > 5 else ''}: these look like unadjusted "
+        "splits and are traded as price moves; give the source an adjusted close or a split column"
+    )
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.2f}:1" if ratio >= 1 else f"1:{1 / ratio:.2f}"
 
 
 def adjustment_steps(factor: np.ndarray) -> np.ndarray:

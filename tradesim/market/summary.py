@@ -13,8 +13,7 @@ def describe(data: MarketData) -> str:
     lines = [
         f"source: {data.source}",
         f"sessions: {len(data.sessions)} ({data.sessions[0].date()}..{data.sessions[-1].date()})",
-        f"prices: {'open/high/low/close' if data.has_ohlc else 'closes only (fills happen at closes)'}, "
-        f"{'adjusted by adj_close/close' if data.adjusted else 'no adjusted close in the source'}",
+        f"prices: {'open/high/low/close' if data.has_ohlc else 'closes only (fills happen at closes)'}, {_adjustment(data)}",
         "",
         f"{'ticker':<8} {'first':<10} {'last':<10} {'rows':>6} {'null rows':>9} {'gaps':>5}  adjustments",
     ]
@@ -31,5 +30,12 @@ def describe(data: MarketData) -> str:
             f"{ticker:<8} {str(dates[0].date()):<10} {str(dates[-1].date()):<10} {len(closes):>6} "
             f"{item.null_rows:>9} {gaps:>5}  {'splits on ' + adjustments if inside else adjustments}{longest}"
         )
-    return "\n".join(lines)
+    warnings = [note for note in data.notes if note.startswith("WARNING")]
+    return "\n".join(lines + ([""] + warnings if warnings else []))
+
+
+def _adjustment(data: MarketData) -> str:
+    kinds = sorted({item.adjusted_by for item in data.details.values()})
+    described = ["adjusted by adj_close/close" if kind == "adjusted close" else f"adjusted by {kind}" if kind else "not adjusted (no adjusted close, split or dividend column)" for kind in kinds]
+    return "; ".join(described)
 
