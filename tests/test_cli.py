@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import empyrical
 import numpy as np
@@ -171,8 +172,54 @@ def test_existing_out_directory_is_not_overwritten_silently(tmp_path, bars_dir):
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0 and "already exists" in result.output
     assert (out / "keep.txt").exists()
-    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    refused = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert refused.exit_code == 1 and "replaces only a tradesim run directory" in refused.output and "keep.txt" in refused.output
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert CliRunner().invoke(main, [*args, "--overwrite", "--cost-bps", "5"]).exit_code == 0  # a run directory is replaced
     assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert json.loads((out / "run.json").read_text())["config"]["cost_bps"] == 5
+
+
+def test_overwrite_never_empties_a_working_directory_and_a_file_is_refused_before_any_work(tmp_path, bars_dir, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "strategy.py").write_text("my code")
+    (work / "data").mkdir()
+    monkeypatch.chdir(work)
+    args = ["backtest", "--strategy", "buy-and-hold", "--ticker", "AAA", "--data", str(bars_dir)]
+    refused = CliRunner().invoke(main, [*args, "--out", ".", "--overwrite"])
+    assert refused.exit_code == 1 and "not one" in refused.output
+    assert sorted(p.name for p in work.iterdir()) == ["data", "strategy.py"]
+    (work / "taken").write_text("a file")
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(main, [*args, "--out", "taken", *extra])
+        assert result.exit_code == 1 and "--out taken: exists and is not a directory" in result.output
+        assert "strategy" not in result.output.split("Error")[0]  # refused before the backtest printed anything
+    assert (work / "taken").read_text() == "a file" and not (work / "runs").exists()
+
+
+def test_default_run_directory_names_are_one_safe_component_and_follow_the_umask(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from tradesim.report import default_run_dir
+
+    assert default_run_dir("momentum", ("BRK/B",)).name.endswith("-momentum-BRK_B")
+    escaped = default_run_dir("momentum", ("../../X", "A"))
+    assert escaped.parent == Path("runs") and ".." not in escaped.name and "/" not in escaped.name
+    bars = write_ticker_dir(tmp_path / "bars", synthetic_bars(("AAA",), sessions=60, seed=1))
+    stale = tmp_path / ".run.partial-999999999-abcd"  # a kill before the rename, by a process long gone
+    stale.mkdir()
+    (stale / "metrics.json").write_text("{}")
+    old = os.umask(0o022)
+    try:
+        assert invoke("backtest", "--strategy", "buy-and-hold", "--ticker", "AAA", "--data", bars, "--out", tmp_path / "run").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o755
+    assert not stale.exists()
 
 
 def test_buy_and_hold_equals_its_benchmark(tmp_path, bars_dir):

