@@ -12,9 +12,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from fakes import FakeBackend
 from paper_helpers import cli, evening, printed_bars, write_bars, write_config, xnys_sessions
+from tradesim.cli import main
 from tradesim.llm import model as model_module
 from tradesim.paper import account as paper
 from tradesim.paper.ledger import LEDGER, Ledger
@@ -477,3 +479,20 @@ def test_the_account_opened_from_python_and_its_plot(tmp_path):
     assert gap < 1e-9
     with pytest.raises(paper.TradesimError, match="not found|no paper account"):
         tradesim.open_paper("absent")
+
+
+def test_a_read_only_account_is_read_by_status_orders_and_verify_and_run_says_what_it_cannot_write(tmp_path, home, monkeypatch):
+    from test_homes import read_only
+
+    make_account(tmp_path)
+    assert night("acct", DATES[92]).exit_code == 0
+    with read_only(home) as frozen:
+        monkeypatch.setenv("TRADESIM_HOME", str(frozen))
+        status = cli("paper", "status", "acct", "--now", evening(DATES[93].date()))
+        assert status.exit_code == 0 and "corrupt" not in status.output and "backup" not in status.output
+        assert "crash" not in status.output.lower() and "stopped without finishing" not in status.output
+        assert cli("paper", "verify", "acct").exit_code == 0
+        assert cli("paper", "orders", "acct").exit_code == 0
+        refused = CliRunner().invoke(main, ["paper", "run", "acct", "--now", evening(DATES[93].date())])
+        lines = refused.output.strip().splitlines()
+        assert refused.exit_code != 0 and len(lines) == 1 and ("cannot write" in lines[0] or "cannot be written" in lines[0]), refused.output

@@ -509,7 +509,7 @@ class PaperAccount:
     def _read(self, read):
         from tradesim.paper.ledger import Ledger
 
-        ledger = Ledger.open(self.directory)
+        ledger = Ledger.open(self.directory, readonly=True)
         try:
             return read(ledger)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,10 @@ import click
 
 from tradesim.config import CACHE_MODES, FILL_MODES
 from tradesim.errors import TradesimError
+
+
+# A read-only or full disk: where something must be written, one line names it.
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
 
 
 class TradesimGroup(click.Group):
@@ -22,6 +27,10 @@ class TradesimGroup(click.Group):
             exception = click.ClickException(str(error))
             exception.exit_code = error.exit_code
             raise exception from None
+        except OSError as error:
+            if error.errno not in UNWRITABLE:
+                raise
+            raise click.ClickException(f"cannot write {error.filename or 'a file'}: {error.strerror}") from None
         except click.UsageError as error:  # a bad flag value: its message alone, not the usage text
             command = (error.ctx or ctx).command_path
             raise click.ClickException(f"{error.format_message()} (`{command} --help` lists the options)") from None
@@ -167,7 +176,7 @@ def cache_stats(cache_path: Path | None) -> None:
     """Entries, size and hits by model."""
     from tradesim.llm.cache import DecisionCache
 
-    cache = DecisionCache(cache_path)
+    cache = DecisionCache(cache_path, mode="readonly")
     rows = cache.stats()
     click.echo(f"cache: {cache.path} ({cache.file_size() / 1e6:.1f} MB on disk)" if rows else f"cache: {cache.path} (empty)")
     if rows:

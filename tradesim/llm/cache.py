@@ -7,9 +7,12 @@ committed after every model batch, so an interrupted run keeps what it computed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -36,6 +39,11 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 
 
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is not (or no longer) a database, as opposed to busy or locked."""
+    return not isinstance(error, sqlite3.OperationalError) or "malformed" in str(error) or "not a database" in str(error)
+
+
 def default_cache_path() -> Path:
     return tradesim_home() / "llm-cache.sqlite"
 
@@ -60,15 +68,56 @@ class DecisionCache:
         if self._connection is None:
             if self.mode == "readonly" and not self.path.exists():
                 raise TradesimError(f"cache {self.path}: does not exist, and the cache mode is readonly")
+            try:
+                self._connection = self._open()
+            except sqlite3.DatabaseError as error:
+                if not _damaged(error):
+                    raise
+                self._set_aside(error)
+                self._connection = self._open()
+        return self._connection
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect and read the schema once (a damaged file fails here, not in the middle of a run).
+        Readonly opens the file read-only, and as immutable on a read-only file system, where
+        SQLite cannot create the shared-memory file a WAL database needs."""
+        if self.mode == "readonly":
+            for flags in ("mode=ro", "immutable=1"):
+                connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=60, isolation_level=None, check_same_thread=False)
+                try:
+                    connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                    return connection
+                except sqlite3.OperationalError:
+                    connection.close()
+            raise TradesimError(f"cache {self.path}: cannot be opened for reading")
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+                raise OSError(errno.EROFS, "read-only")
             connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA busy_timeout = 60000")
-            if self.mode == "readwrite":
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute("PRAGMA synchronous = NORMAL")
-                connection.executescript(SCHEMA)
-            self._connection = connection
-        return self._connection
+            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(SCHEMA)
+        except (OSError, sqlite3.OperationalError) as error:
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise
+            raise TradesimError(
+                f"cache {self.path}: cannot be written ({error}); read it with --llm-cache readonly, or run without it with --llm-cache off"
+            ) from None
+        return connection
+
+    def _set_aside(self, error: Exception) -> None:
+        """A cache is disposable: move a damaged file (and its WAL) aside, say so, and start afresh."""
+        if self.mode == "readonly":
+            raise TradesimError(f"cache {self.path}: damaged ({error}); the cache mode is readonly, so it cannot be set aside") from None
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{self.path}{suffix}")
+            if part.exists():
+                part.replace(f"{self.path}.damaged-{stamp}{suffix}")
+        print(f"warning: cache {self.path} was damaged ({error}): moved aside to {self.path.name}.damaged-{stamp}; starting an empty cache", file=sys.stderr)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The cached values among `keys` (missing keys are absent from the result)."""
@@ -106,6 +155,8 @@ class DecisionCache:
         """Per model: entries, stored bytes, hits and misses counted so far."""
         if not self.path.exists():
             return []
+        if not self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'usage'").fetchone():
+            return []  # an empty file: never written by a run
         rows = self.connection.execute(
             "SELECT e.model, COUNT(*), SUM(LENGTH(e.value)), COALESCE(u.hits, 0), COALESCE(u.misses, 0) "
             "FROM entries e LEFT JOIN usage u ON u.model = e.model GROUP BY e.model ORDER BY e.model"
@@ -131,7 +182,12 @@ class DecisionCache:
 
     @contextmanager
     def _transaction(self):
-        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if "readonly" not in str(error):
+                raise
+            raise TradesimError(f"cache {self.path}: cannot be written ({error}); run with --llm-cache readonly or off") from None
         try:
             yield
         except BaseException:

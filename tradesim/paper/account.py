@@ -288,7 +288,9 @@ def locked(directory: Path) -> Iterator[None]:
 
 
 def _is_locked(directory: Path) -> bool:
-    with open(directory / LOCK, "a") as handle:
+    if not (directory / LOCK).exists():
+        return False
+    with open(directory / LOCK, "r") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -674,7 +676,8 @@ def backtest_equity(ledger: Ledger) -> pd.Series:
 
 
 def open_account(name: str, home: Path | None = None) -> Ledger:
-    return Ledger.open(account_dir(name, home))
+    """The ledger of an account, for reading (nothing is written: works on a read-only disk)."""
+    return Ledger.open(account_dir(name, home), readonly=True)
 
 
 def verify_account(ledger: Ledger) -> list[str]:
@@ -766,7 +769,7 @@ def list_accounts(home: Path | None = None) -> list[dict[str, Any]]:
         if not (directory / LEDGER).exists() or directory.name.startswith("."):
             continue
         try:
-            ledger = Ledger.open(directory)
+            ledger = Ledger.open(directory, readonly=True)
         except TradesimError as error:
             found.append({"account": directory.name, "problem": str(error)})
             continue
@@ -784,7 +787,7 @@ def list_accounts(home: Path | None = None) -> list[dict[str, Any]]:
 
 def resolve_event(name: str, event_id: str, decision: str, reason: str, home: Path | None = None) -> None:
     """Mark a recorded data event accepted (the source is right) or ignored (go on regardless)."""
-    ledger = open_account(name, home)
+    ledger = Ledger.open(account_dir(name, home))
     try:
         row = ledger.query("SELECT status FROM events WHERE id = ?", (event_id,))
         if not row:
