@@ -119,3 +119,49 @@ def test_bad_inputs_are_refused():
         rank(["A", "A"], Counting({"A": 1}), "all-pairs")
     with pytest.raises(ValueError, match="probability"):
         rank(["A", "B"], lambda pairs: [1.5], "all-pairs")
+
+
+def _perfect(reverse=False):
+    """P(a beats b) = 1 when a's hidden quality is higher; qualities rise (or fall) with input order."""
+    return lambda pairs: [float((a < b) if reverse else (a > b)) for a, b in pairs]
+
+
+def test_budgeted_has_no_input_order_bias_and_gains_precision_with_budget():
+    from tradesim.ranking import minimum_budget
+
+    worst_first = rank(list(range(20)), _perfect(), "budgeted", k=5, budget=minimum_budget(20, 5))
+    assert len(set(worst_first.top(5)) & set(range(15, 20))) >= 3  # the five best, not the first five names
+    n, k = 100, 10
+    precision, first_names = {}, []
+    for budget in (minimum_budget(n, k), 250, 500):
+        found = []
+        for trial in range(12):
+            quality = np.random.default_rng(trial).permutation(n)
+            items = [int(q) for q in quality]  # input order unrelated to quality
+            result = rank(items, _perfect(), "budgeted", k=k, budget=budget, seed=trial)
+            found.append(len(set(result.top(k)) & set(range(n - k, n))) / k)
+            first_names.append(np.mean([items.index(item) < 30 for item in result.top(k)]))
+        precision[budget] = float(np.mean(found))
+    budgets = sorted(precision)
+    assert precision[budgets[0]] >= 0.25 and precision[budgets[-1]] >= 0.9  # chance: 0.1
+    assert precision[budgets[0]] <= precision[budgets[1]] <= precision[budgets[2]]
+    assert 0.2 <= float(np.mean(first_names)) <= 0.4  # the first 30 of 100 names: about 30% of the picks, as chance gives
+
+
+def test_a_budget_below_the_minimum_is_refused_before_any_comparison():
+    asked = []
+    with pytest.raises(ValueError, match="needs at least 30"):
+        rank(list(range(20)), lambda pairs: asked.extend(pairs) or [0.5] * len(pairs), "budgeted", k=5, budget=10)
+    assert asked == []
+
+
+def test_a_pair_asked_both_ways_counts_both_answers():
+    answers = {("a", "b"): 0.9, ("b", "c"): 0.9, ("c", "a"): 0.9, ("b", "a"): 0.6}  # the second answer contradicts the first
+    from tradesim.ranking import _Asker
+
+    asker = _Asker(["a", "b", "c"], lambda pairs: [answers[p] for p in pairs], None)
+    asker.ask([(0, 1), (1, 2), (2, 0)])
+    asker.ask([(1, 0)])
+    wins = asker.beats()
+    assert wins[0, 1] == pytest.approx((0.9 + 0.4) / 2) and wins[1, 0] == pytest.approx(1 - wins[0, 1])
+    assert asker.finish([0, 1, 2], np.zeros(3)).cycles == 1  # a > b (on balance) > c > a

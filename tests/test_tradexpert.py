@@ -309,3 +309,10 @@ def test_lora_fine_tunes_an_hf_general_expert_on_training_labels_only(tmp_path, 
 def test_lora_needs_a_local_general_expert(prices):
     with pytest.raises(TradesimError, match="--fine-tune lora: needs --general-expert to be a local model"):
         _run(prices, {"general_expert": "fitted", "fine_tune": "lora"})
+
+
+def test_a_budget_too_small_for_budgeted_ranking_is_refused_at_parameter_checking():
+    tickers = tuple(f"T{i:02d}" for i in range(20))
+    with pytest.raises(TradesimError, match=r"--budget 10: .* needs at least 30"):
+        TradExpert(tickers, {"ranking": "budgeted", "budget": 10, "top_k": 5})
+    TradExpert(tickers, {"ranking": "budgeted", "budget": 30, "top_k": 5})

@@ -11,7 +11,9 @@ a comparator that asks its model both orders of a pair spends two prompts on one
   neighbours), N rounds, N(N-1)/2 comparisons; the paper's ablation.
 * `quicksort`: random pivots; every partition of a round is compared against its pivot in one batch.
 * `budgeted`: rounds of pairs chosen to be informative, fitted with Bradley-Terry after each round,
-  then all pairs among the leading candidates; never more than `budget` comparisons.
+  then all pairs among the leading candidates; never more than `budget` comparisons, and never
+  fewer than `minimum_budget` (refused). Equal strengths are ordered by a seeded permutation, not
+  by input order.
 """
 
 from __future__ import annotations
@@ -79,11 +81,15 @@ class _Asker:
         return answers
 
     def beats(self) -> np.ndarray:
-        """wins[i, j] = P(i beats j) for every compared pair, in both orientations; NaN elsewhere."""
-        wins = self.results.copy()
+        """wins[i, j] = P(i beats j) for every compared pair, in both orientations; NaN elsewhere.
+        A pair asked both ways counts both answers (their mean, the second read from the other
+        side), so an answer that contradicts the other is neither lost nor overwritten."""
         asked = ~np.isnan(self.results)
-        wins[asked.T] = 1 - self.results.T[asked.T]
-        return wins
+        forward = np.where(asked, self.results, 0.0)
+        backward = np.where(asked.T, 1 - self.results.T, 0.0)
+        count = asked.astype(float) + asked.T.astype(float)
+        with np.errstate(invalid="ignore"):
+            return np.where(count > 0, (forward + backward) / count, np.nan)
 
     def finish(self, order: list[int], scores: np.ndarray) -> Ranking:
         cycles, examples = count_cycles(self.beats())
@@ -197,30 +203,44 @@ def _candidates(n: int, k: int) -> int:
     return min(n, k + max(2, k // 4))
 
 
+def minimum_budget(n: int, k: int) -> int:
+    """The fewest comparisons `budgeted` works with: every pair among the K leaders, and a screen
+    that meets every item about twice to find them (never more than all pairs)."""
+    k = min(k, n)
+    return min(n * (n - 1) // 2, n + k * (k - 1) // 2)
+
+
+def _strength_order(strengths: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Strongest first; equal strengths (items not yet compared, above all) in a seeded random
+    order, never the input order (for tickers, alphabetical)."""
+    return np.lexsort((tiebreak, -strengths))
+
+
 def budgeted(asker: _Asker, k: int, seed: int) -> tuple[list[int], np.ndarray]:
     """Screen with random pairings, sharpen the Bradley-Terry order near the top-K boundary, then
     settle the leading candidates with all pairs among them (all within the budget)."""
     n = len(asker.items)
     budget = int(min(asker.left, n * (n - 1) // 2))
     candidates = _candidates(n, k)
-    while candidates > min(k, n) and candidates * (candidates - 1) // 2 > budget // 2:
+    while candidates > min(k, n) and (candidates * (candidates - 1) // 2 > budget // 2 or candidates * (candidates - 1) // 2 + n > budget):
         candidates -= 1
     final = candidates * (candidates - 1) // 2
     search = budget - final
     rng = np.random.default_rng(seed)
-    screen = min(search // 2, 3 * n)
+    tiebreak = rng.permutation(n)
+    screen = max(min(search // 2, 3 * n), min(search, n))  # every item meets about two others first
     asker.ask(_random_pairs(asker, n, screen, rng))
     strengths = bradley_terry(n, asker.log)
     while True:
         spend = min(asker.left - final, max(n // 2, 1))
         if spend <= 0:
             break
-        pairs = _informative_pairs(asker, strengths, candidates, spend)
+        pairs = _informative_pairs(asker, _strength_order(strengths, tiebreak), candidates, spend)
         if not pairs:
             break
         asker.ask(pairs)
         strengths = bradley_terry(n, asker.log)
-    by_strength = list(np.argsort(-strengths, kind="stable"))
+    by_strength = list(_strength_order(strengths, tiebreak))
     leaders, _ = all_pairs(asker, sorted(int(i) for i in by_strength[:candidates]))
     order = leaders + [int(i) for i in by_strength if int(i) not in set(leaders)]
     return order, _positional(order)
@@ -242,10 +262,9 @@ def _random_pairs(asker: _Asker, n: int, count: int, rng: np.random.Generator) -
     return pairs
 
 
-def _informative_pairs(asker: _Asker, strengths: np.ndarray, candidates: int, count: int) -> list[tuple[int, int]]:
-    """Unknown pairs of items close in strength, nearest the candidate boundary first (where the
-    order decides who enters the final round)."""
-    order = np.argsort(-strengths, kind="stable")
+def _informative_pairs(asker: _Asker, order: np.ndarray, candidates: int, count: int) -> list[tuple[int, int]]:
+    """Unknown pairs of items close in strength (`order`: strongest first), nearest the candidate
+    boundary first (where the order decides who enters the final round)."""
     n = len(order)
     boundary = min(candidates, n - 1)
     scored = []
@@ -285,6 +304,8 @@ def rank(items: Sequence[Hashable], compare: Comparator, method: str = "all-pair
     n = len(items)
     if method == "budgeted" and budget is None:
         budget = default_budget(n, k)
+    if method == "budgeted" and budget < minimum_budget(n, k):
+        raise ValueError(budget_too_small(n, k, budget))
     asker = _Asker(items, compare, budget)
     if n < 2:
         return asker.finish(list(range(n)), np.zeros(n))
@@ -300,6 +321,13 @@ def rank(items: Sequence[Hashable], compare: Comparator, method: str = "all-pair
     else:
         order, scores = budgeted(asker, k, seed)
     return asker.finish(order, scores)
+
+
+def budget_too_small(n: int, k: int, budget: int) -> str:
+    return (
+        f"a budget of {budget} comparisons is too small for budgeted ranking of {n} items with k={k}: "
+        f"it needs at least {minimum_budget(n, k)} (all pairs among the {min(k, n)} leaders and about two comparisons per item to find them)"
+    )
 
 
 def both_orders(compare: Comparator) -> Comparator:

@@ -115,6 +115,11 @@ class TradExpert(Strategy):
                 raise TradesimError(f"--top-k {settings['top_k']}: must be fewer than the {len(self.tickers)} tickers ranked")
         if settings["budget"] is not None and settings["ranking"] != "budgeted":
             raise TradesimError(f"--budget: only the budgeted ranking takes a budget (--ranking {settings['ranking']} compares what it must)")
+        if settings["budget"] is not None and settings["mode"] == "rank":
+            from tradesim.ranking import budget_too_small, minimum_budget
+
+            if settings["budget"] < minimum_budget(len(self.tickers), settings["top_k"]):
+                raise TradesimError(f"--budget {settings['budget']}: " + budget_too_small(len(self.tickers), settings["top_k"], settings["budget"]))
         from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
 
         general = settings["general_expert"]
