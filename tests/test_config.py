@@ -54,3 +54,29 @@ def test_invalid_toml_names_the_file(tmp_path):
     path.write_text("strategy = ")
     with pytest.raises(TradesimError, match=r"bad\.toml: not valid TOML"):
         read_toml(path)
+
+
+@pytest.mark.parametrize("rate", [5, 1.5, -1])
+def test_a_risk_free_rate_given_in_percent_is_refused(rate):
+    with pytest.raises(TradesimError, match="risk_free: expected an annual rate as a fraction"):
+        resolve({}, {"strategy": "momentum", "tickers": "AAA", "risk_free": rate})
+    assert resolve({}, {"strategy": "momentum", "tickers": "AAA", "risk_free": 0.05}).risk_free == 0.05
+
+
+def test_a_backtest_leaves_the_callers_random_generators_as_they_were(tmp_path):
+    import numpy as np
+    import torch
+
+    from helpers import synthetic_bars, write_ticker_dir
+    from strategies.neural import MLPStrategy
+    from tradesim.backtesting import run_backtest
+
+    bars = write_ticker_dir(tmp_path / "bars", synthetic_bars(("AAA",), sessions=200, seed=1))
+    config = resolve({}, {"strategy": "mlp", "tickers": "AAA", "data": str(bars), "train_end": "2020-07-01", "params": {"epochs": 2, "hidden": 4}})
+    np.random.seed(123)
+    torch.manual_seed(123)
+    expected = (np.random.random(3), torch.rand(3))
+    np.random.seed(123)
+    torch.manual_seed(123)
+    run_backtest(config, MLPStrategy, progress=False)
+    assert np.array_equal(np.random.random(3), expected[0]) and torch.equal(torch.rand(3), expected[1])

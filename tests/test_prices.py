@@ -198,3 +198,10 @@ def test_a_csv_written_by_yfinance_with_mixed_utc_offsets_reads(tmp_path, frames
     write_ticker_dir(tmp_path, {"AAA": frame})
     data = load_market_data(str(tmp_path), ["AAA"])
     assert list(data.sessions) == list(pd.to_datetime(frames["AAA"]["Date"]))
+
+
+def test_upper_case_all_is_allstate_not_every_ticker(tmp_path):
+    frames = synthetic_bars(tickers=("ALL", "BBB"), sessions=30, seed=2)
+    write_long_file(tmp_path / "long.csv", frames)
+    assert load_market_data(str(tmp_path / "long.csv"), "ALL").tickers == ("ALL",)
+    assert load_market_data(str(tmp_path / "long.csv"), "all").tickers == ("ALL", "BBB")

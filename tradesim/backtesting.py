@@ -7,9 +7,11 @@ no particular strategy.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -109,6 +111,23 @@ def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, p
     return quality
 
 
+@contextmanager
+def seeded_global_random(seed: int) -> Iterator[None]:
+    """Whatever draws from numpy's (or an imported torch's) global generator during a run draws
+    seeded numbers; the caller's generator state is put back afterwards, so a notebook's own random
+    numbers do not change because it ran a backtest."""
+    numpy_state = np.random.get_state()
+    torch = sys.modules.get("torch")
+    torch_state = torch.random.get_rng_state() if torch is not None else None
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        if torch_state is not None:
+            torch.random.set_rng_state(torch_state)
+
+
 def run_backtest(
     config: RunConfig,
     strategy_class: type[Strategy],
@@ -118,13 +137,23 @@ def run_backtest(
 ) -> BacktestResult:
     """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting;
     `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars)."""
+    with seeded_global_random(config.seed):
+        return _run_backtest(config, strategy_class, progress, state, on_stage)
+
+
+def _run_backtest(
+    config: RunConfig,
+    strategy_class: type[Strategy],
+    progress: bool,
+    state: bytes | None,
+    on_stage: Callable[[str], None] | None,
+) -> BacktestResult:
     stage = on_stage or (lambda name: None)
     stage("load")
     started = time.perf_counter()
     runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
     # Named tickers: parameters are checked before any data is read; `all`: once the source names them.
     strategy = strategy_class(config.tickers, config.params, config.seed, runtime) if config.tickers else None
-    np.random.seed(config.seed)
     data = load_market_data(
         config.data, config.tickers or ALL_TICKERS, config.start, config.end, config.news, config.cutoff, config.fundamentals
     )

@@ -152,6 +152,8 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
         raise TradesimError("cost_bps/slippage_bps: expected a number of basis points >= 0")
     if config.capital <= 0:
         raise TradesimError(f"capital: expected a positive amount, got {config.capital:g}")
+    if not -1 < config.risk_free <= 1:
+        raise TradesimError(f"risk_free: expected an annual rate as a fraction (0.05 for 5%), got {config.risk_free:g}")
     if config.start and config.end and config.start > config.end:
         raise TradesimError(f"start {config.start} is after end {config.end}")
     if config.train_end and ((config.start and config.train_end <= config.start) or (config.end and config.train_end > config.end)):

@@ -333,8 +333,8 @@ def load_market_data(
     fundamentals: str | None = None,
 ) -> MarketData:
     """Load, validate and cut to [start, end] the bars (and news, fundamentals) of the given
-    tickers (`all` or None: every ticker of the source)."""
-    wanted = None if isinstance(tickers, str) and tickers.strip().lower() == "all" else parse_tickers(tickers)
+    tickers (`all`, lower case, or None: every ticker of the source; `ALL` is Allstate)."""
+    wanted = None if isinstance(tickers, str) and tickers.strip() == "all" else parse_tickers(tickers)  # "ALL" is Allstate
     if wanted is None and source == "yahoo":
         raise TradesimError("--tickers all: the yahoo source has no list of tickers; name them")
     start = None if start is None else pd.Timestamp(start)

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from tradesim.backtesting import check_weights, order_action
+from tradesim.backtesting import check_weights, order_action, seeded_global_random
 from tradesim.config import RunConfig, tradesim_home
 from tradesim.engine import rebalance
 from tradesim.errors import TradesimError
@@ -198,6 +198,13 @@ def init_account(
 ) -> dict[str, Any]:
     """Create the account: fit the strategy on everything before the inception session and store
     its fitted state; the first night processes the inception session."""
+    with seeded_global_random(config.seed):
+        return _init_account(name, config, inception, capital, dividends, now, progress, home)
+
+
+def _init_account(
+    name: str, config: RunConfig, inception: str | None, capital: float | None, dividends: str, now: pd.Timestamp, progress: bool, home: Path | None
+) -> dict[str, Any]:
     directory = account_dir(name, home)
     if directory.exists():
         raise TradesimError(f"paper account {name!r} already exists ({directory}); choose another name")
@@ -219,7 +226,6 @@ def init_account(
         config = dataclasses.replace(config, capital=float(capital))
     if config.capital <= 0:
         raise TradesimError(f"--capital: expected a positive amount, got {config.capital:g}")
-    np.random.seed(config.seed)
     data = _load(config, first - pd.Timedelta(days=1))
     fill = config.fill
     if fill == "next-open" and not data.has_ohlc:
