@@ -190,3 +190,14 @@ def test_lora_learns_the_labels_stores_the_adapter_and_reloads_it(tmp_path, monk
     np.testing.assert_allclose(again.choose(prompts, ["Rise", "Fall"]), after, atol=1e-6)
     other = fine_tune(load_model(f"hf:{model_dir}", progress=False, cache_path=tmp_path / "o.sqlite"), prompts, labels[::-1], ["Rise", "Fall"], settings)
     assert other["content_hash"] != record["content_hash"]  # other labels, another adapter
+
+
+def test_prompts_that_end_differently_are_scored_on_their_own_option_tokens(tmp_path):
+    directory = save_tiny_gpt2(tmp_path / "gpt2")
+    backend = HFBackend(str(directory), batch_size=4)
+    ends = [p for p in router_prompts(3)] + [p + " " for p in router_prompts(3)]  # "Answer:" and "Answer: "
+    options = ["Optimistic", "Pessimistic"]
+    assert backend.option_tokens(ends[0], options) != backend.option_tokens(ends[3], options)
+    together = probabilities(backend, ends, options)
+    one_by_one = np.vstack([probabilities(backend, [p], options) for p in ends])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)

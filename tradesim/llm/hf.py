@@ -168,9 +168,9 @@ class HFBackend(Backend):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
 
-    def option_tokens(self, rendered: str, options: Sequence[str]) -> list[list[int]]:
+    def option_tokens(self, rendered: str, options: Sequence[str], prompt_ids: list[int] | None = None) -> list[list[int]]:
         """Each option's tokens as they follow the rendered prompt (boundary merges respected)."""
-        prompt_ids = self.encode(rendered)
+        prompt_ids = self.encode(rendered) if prompt_ids is None else prompt_ids
         result = []
         for option in options:
             continuation = option if self.chat or rendered.endswith((" ", "\n")) else " " + option
@@ -186,13 +186,20 @@ class HFBackend(Backend):
     def choose_batch(self, prompts: Sequence[Prompt], options: Sequence[str], descriptions: Sequence[str] | None) -> list[Choice]:
         rendered = [self.render(p) for p in prompts]
         prompt_ids = [self.encode(text) for text in rendered]
-        option_ids = self.option_tokens(rendered[0], options)
-        first = [ids[0] for ids in option_ids]
-        if len(set(first)) == len(first):
-            last = self.log_probabilities(prompt_ids, keep=1)
-            scores = np.stack([row[0, first] for row in last])
-        else:
-            scores = self.sequence_scores(prompt_ids, option_ids)
+        # The options' tokens depend on how each prompt ends (a trailing space, a merge across the
+        # boundary): prompts are scored in groups that share them.
+        groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+        for index, (text, ids) in enumerate(zip(rendered, prompt_ids)):
+            groups.setdefault(tuple(map(tuple, self.option_tokens(text, options, ids))), []).append(index)
+        scores = np.empty((len(prompts), len(options)))
+        for option_key, members in groups.items():
+            option_ids = [list(ids) for ids in option_key]
+            first = [ids[0] for ids in option_ids]
+            member_ids = [prompt_ids[i] for i in members]
+            if len(set(first)) == len(first):
+                scores[members] = np.stack([row[0, first] for row in self.log_probabilities(member_ids, keep=1)])
+            else:
+                scores[members] = self.sequence_scores(member_ids, option_ids)
         probabilities = normalized(scores)
         return [Choice(probabilities=p.tolist(), prompt_tokens=len(ids)) for p, ids in zip(probabilities, prompt_ids)]
 
