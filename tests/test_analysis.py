@@ -249,3 +249,15 @@ def test_tearsheet_is_quantstats_on_the_runs_returns(runs, tmp_path):
     assert float(table.loc["Cumulative Return", "Strategy"]) == pytest.approx(run.metrics["total_return"], abs=0.006)
     page = run.tearsheet(tmp_path / "tear.html")
     assert page.exists() and run.label in page.read_text()
+
+
+def test_tearsheet_measures_the_whole_benchmark_even_when_the_strategy_starts_flat(runs, tmp_path):
+    pytest.importorskip("quantstats")
+    dates = pd.read_csv(runs["data"] / "AAA.csv")["Date"]
+    signals = tmp_path / "signals.csv"
+    signals.write_text("date,ticker,weight\n" + "".join(f"{day},AAA,{0.0 if i < 60 else 1.0}\n" for i, day in enumerate(dates)))
+    run = tradesim.backtest("signals", "AAA", signals=str(signals), data=str(runs["data"]), progress=False)
+    assert (run.returns["strategy"].iloc[:50] == 0).all()  # the strategy waits 60 sessions before it buys
+    table = run.tearsheet()
+    shown = float(table.loc["Cumulative Return", "Benchmark"])
+    assert shown == pytest.approx(run.benchmark_metrics["total_return"], abs=0.006)

@@ -334,9 +334,15 @@ class Run:
 
         logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # quantstats asks for Arial
         returns = self.returns
+        # match_dates=False: quantstats would otherwise cut both series to the strategy's first
+        # non-zero return, and the benchmark it shows would not be the one metrics.json measured.
         if output is None:
-            return quantstats.reports.metrics(returns["strategy"], returns["benchmark"], display=False, periods_per_year=ANNUALIZATION)
-        quantstats.reports.html(returns["strategy"], returns["benchmark"], output=str(output), title=title or self.label, periods_per_year=ANNUALIZATION)
+            return quantstats.reports.metrics(
+                returns["strategy"], returns["benchmark"], display=False, periods_per_year=ANNUALIZATION, match_dates=False
+            )
+        quantstats.reports.html(
+            returns["strategy"], returns["benchmark"], output=str(output), title=title or self.label, periods_per_year=ANNUALIZATION, match_dates=False
+        )
         return Path(output)
 
     def plot(self, ax=None):
