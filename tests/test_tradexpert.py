@@ -225,7 +225,10 @@ def test_cli_runs_tradexpert_on_all_tickers_of_a_source(tmp_path, prices):
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["tickers"] == sorted(TICKERS)
     assert run["config"]["tickers"] == "all"
-    assert "rank_ic_mean" in json.loads((out / "metrics.json").read_text())["ranking"]
+    ranking = json.loads((out / "metrics.json").read_text())["ranking"]
+    assert "rank_ic_mean" in ranking
+    shown = next(line for line in result.output.splitlines() if line.startswith("rank_ic_mean"))
+    assert shown.split()[1] == ("n/a" if ranking["rank_ic_mean"] is None else f"{ranking['rank_ic_mean']:.3f}")  # in the terminal table
 
 
 def test_factors_use_no_later_rows(prices):

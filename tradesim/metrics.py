@@ -32,9 +32,9 @@ def format_metric(name: str, value) -> str:
         return "n/a"
     if name in PERCENT_METRICS:
         return f"{value * 100:.2f}%"
-    if name == "n_trades":
+    if name in ("n_trades", "dates", "predictions"):
         return str(value)
-    if name == "rank_ic_mean":
+    if name in ("rank_ic_mean", "accuracy", "mcc"):
         return f"{value:.3f}"
     return f"{value:.2f}"
 

@@ -87,11 +87,18 @@ def git_revision() -> dict[str, Any] | None:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
+FORECAST_ROWS = (("ranking", ("rank_ic_mean", "rank_ic_ir", "dates")), ("prediction", ("accuracy", "mcc", "predictions")))
+
+
 def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Strategy against benchmark, then what a ranking or predicting strategy's forecasts were
+    worth (RankIC, accuracy: the benchmark forecasts nothing)."""
     benchmark = metrics["benchmark"]
-    return [
-        (name, format_metric(name, metrics[name]), format_metric(name, benchmark[name])) for name in (*RETURN_METRICS, *TRADING_METRICS)
-    ]
+    rows = [(name, format_metric(name, metrics[name]), format_metric(name, benchmark[name])) for name in (*RETURN_METRICS, *TRADING_METRICS)]
+    for block, names in FORECAST_ROWS:
+        if block in metrics:
+            rows += [(name, format_metric(name, metrics[block][name]), "") for name in names]
+    return rows
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
