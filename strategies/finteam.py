@@ -43,9 +43,18 @@ class FinTeam(Strategy):
     )
 
     def validate(self) -> None:
+        from tradesim.config import tradesim_home
+        from tradesim.finteam.build import Build, newest_build
+
         if not self.settings["team"]:
-            raise TradesimError("--team: strategy finteam needs a build directory (make one with `tradesim finteam build`)")
-        from tradesim.finteam.build import Build
+            found = newest_build(tradesim_home())
+            if found is None:
+                raise TradesimError(
+                    f"--team: strategy finteam needs a build directory, and there is no complete build under {tradesim_home() / 'models'} "
+                    "(make one with `tradesim finteam build`)"
+                )
+            self.settings["team"] = str(found)
+            self.note(f"--team not given: using the newest complete build under $TRADESIM_HOME, {found}")
 
         self.build = Build.load(Path(self.settings["team"]))
         if self.settings["unfreeze_top"]:

@@ -501,3 +501,18 @@ def test_weights_missing_from_a_checkpoint_start_the_same_every_time(tiny_bert, 
     first, second = Backbone(str(body)), Backbone(str(body))
     head = "cls.predictions.transform.dense.weight"
     assert first.model.state_dict()[head].equal(second.model.state_dict()[head])
+
+
+def test_finteam_without_team_uses_the_newest_complete_build_and_says_so(built, tmp_path, monkeypatch):
+    from strategies import get_strategy
+    from tradesim.errors import TradesimError
+
+    result, home = built
+    monkeypatch.setenv("TRADESIM_HOME", str(home))
+    (home / "models" / ".finteam-staging-unfinished").mkdir(exist_ok=True)  # a build in progress never counts
+    strategy = get_strategy("finteam")(("AAA",), {})
+    assert strategy.settings["team"] == str(result.directory)
+    assert any(str(result.directory) in note and "newest complete build" in note for note in strategy.notes)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "empty"))
+    with pytest.raises(TradesimError, match="no complete build under"):
+        get_strategy("finteam")(("AAA",), {})

@@ -46,10 +46,10 @@ def frames(tickers=("AAA", "BBB", "CCC")):
     return printed_bars(tickers, START, SESSIONS, seed=4, splits={"AAA": (SPLIT_DAY, 2.0)}, dividends={"BBB": (DIVIDEND_DAY, 0.03)})
 
 
-def signals_file(path, tickers, seed=1):
+def signals_file(path, tickers, seed=1, first=85):
     rng = np.random.default_rng(seed)
     rows = []
-    for day in DATES[85:]:
+    for day in DATES[first:]:
         if rng.uniform() < 0.6:
             weights = rng.uniform(-0.6, 0.6, len(tickers))
             weights /= max(1.0, weights.clip(min=0).sum())
@@ -94,6 +94,9 @@ CASES = {
     "mlp-short": ("mlp", ("AAA",), {"fill": "next-open", "cost_bps": 5, "params": {**FAST, "short": True}}),
     "llmoe": ("llmoe", ("AAA",), {"fill": "next-open", "cost_bps": 5, "params": {**FAST, "router": "fake:1"}}),
     "tradexpert": ("tradexpert", ("AAA", "BBB", "CCC"), {"fill": "next-close", "params": {"experts": "market,alpha", "general_expert": "random", "top_k": 1, "n_drop": 1, "rebalance_every": 1, "market_window": 5}}),
+    "tradexpert-next-open": ("tradexpert", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "params": {"experts": "market,alpha", "general_expert": "random", "top_k": 1, "n_drop": 1, "rebalance_every": 1, "market_window": 5}}),
+    "momentum-rebalance-every-3": ("momentum", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "params": {"lookback": 10, "top_k": 1, "rebalance_every": 3}}),
+    "signals-first-decision-after-inception": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 3}),
 }
 
 
@@ -102,7 +105,8 @@ def test_night_by_night_equals_the_backtest_across_a_split_and_a_dividend(tmp_pa
     strategy, tickers, values = CASES[case]
     values = json.loads(json.dumps(values))
     if strategy == "signals":
-        values["params"] = {"signals": str(signals_file(tmp_path / "signals.csv", tickers))}
+        first = 93 if case == "signals-first-decision-after-inception" else 85
+        values["params"] = {"signals": str(signals_file(tmp_path / "signals.csv", tickers, first=first))}
     config = make_account(tmp_path, strategy, tickers, **values)
     for session in NIGHTS:
         result = night("acct", session)
@@ -114,11 +118,10 @@ def test_night_by_night_equals_the_backtest_across_a_split_and_a_dividend(tmp_pa
     backtest = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)
     # the backtest's curve starts at its first decision; before it the account holds its capital
     assert paper_equity.index[-1] == backtest.index[-1] and set(backtest.index) <= set(paper_equity.index)
-    assert (paper_equity.loc[: backtest.index[0], "equity"].iloc[:-1] == 100_000).all()
+    assert (paper_equity.loc[: backtest.index[0], ["equity", "benchmark"]].iloc[:-1] == 100_000).all().all()
     paper_equity = paper_equity.loc[backtest.index[0] :]
     np.testing.assert_allclose(paper_equity["equity"], backtest["equity"], rtol=1e-9)
-    if paper_equity.index[0] == INCEPTION:  # the benchmark is bought from the first decision
-        np.testing.assert_allclose(paper_equity["benchmark"], backtest["benchmark"], rtol=1e-9)
+    np.testing.assert_allclose(paper_equity["benchmark"], backtest["benchmark"], rtol=1e-9)  # one rule: bought with the first decision
     assert paper_equity["equity"].nunique() > 3  # it traded
     if strategy == "tradexpert":  # its side tables are kept per session, as the backtest writes them
         ledger = paper.open_account("acct")
@@ -164,6 +167,8 @@ def test_a_second_run_of_a_night_changes_nothing_and_says_what_is_next(tmp_path)
     early = cli("paper", "run", "acct", "--now", f"{DATES[93].date()}T15:00")  # today's session, before its close
     assert early.exit_code == 75 and f"today's session {DATES[93].date()} has not closed yet" in early.output
     assert dump() == first
+    status = cli("paper", "status", "acct", "--now", f"{DATES[93].date()}T15:30")
+    assert "stopped without finishing" not in status.output  # a try-later is an ordinary end, not a crash
     assert night("acct", DATES[95]).exit_code == 0  # through Friday
     saturday = cli("paper", "run", "acct", "--now", "2023-05-20T10:00")  # no session today: nothing due, not "later"
     assert saturday.exit_code == 0 and f"nothing to do (next: {DATES[96].date()}" in saturday.output
@@ -343,7 +348,7 @@ def test_a_restated_bar_is_refused_until_resolved(tmp_path):
     assert refused.exit_code == 2
     assert f"restated/{DATES[91].date()}/BBB" in refused.output and "already used" in refused.output
     status = cli("paper", "status", "acct", "--now", evening(DATES[93].date()))
-    assert "(open)" in status.output
+    assert "(open)" in status.output and "stopped without finishing" not in status.output  # a refusal is no crash
     assert cli("paper", "resolve", "acct", f"restated/{DATES[91].date()}/BBB", "--accept", "--reason", "vendor correction").exit_code == 0
     resumed = night("acct", DATES[93])
     assert resumed.exit_code == 0, resumed.output
@@ -367,6 +372,10 @@ def test_a_jump_without_a_split_is_refused_and_a_missing_bar_is_try_later(tmp_pa
     waiting = night("acct", DATES[93])
     assert waiting.exit_code == 75 and f"no bar for AAA, BBB, CCC on {DATES[93].date()}" in waiting.output
     assert equity().index[-1] == DATES[92]  # what could be processed was
+    assert night("acct", DATES[95]).exit_code == 75  # three closed sessions without a bar: still late, not dead
+    dead = night("acct", DATES[96])
+    assert dead.exit_code == 2 and "looks dead" in dead.output and str(tmp_path / "data") in dead.output
+    assert f"no bar for AAA, BBB, CCC on {DATES[93].date()}" in dead.output and "4 closed" not in dead.output
 
 
 @pytest.mark.parametrize("change", ["code", "models"])
@@ -496,3 +505,59 @@ def test_a_read_only_account_is_read_by_status_orders_and_verify_and_run_says_wh
         refused = CliRunner().invoke(main, ["paper", "run", "acct", "--now", evening(DATES[93].date())])
         lines = refused.output.strip().splitlines()
         assert refused.exit_code != 0 and len(lines) == 1 and ("cannot write" in lines[0] or "cannot be written" in lines[0]), refused.output
+
+
+def test_the_code_identity_covers_every_module_that_decides_in_an_installed_copy(tmp_path):
+    """Edit real source files of a copy of the package (as `pip install -U` would replace them):
+    each module a decision goes through changes the account's code identity; a plot does not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import tradesim
+
+    site = tmp_path / "site"
+    root = Path(tradesim.__file__).parent.parent
+    for package in ("tradesim", "strategies"):
+        shutil.copytree(root / package, site / package, ignore=shutil.ignore_patterns("__pycache__", "data"))
+
+    def identity():
+        script = (
+            f"import sys; sys.path.insert(0, {str(site)!r}); import tradesim; assert tradesim.__file__.startswith({str(site)!r}); "
+            "from strategies import get_strategy; from tradesim.paper.account import code_hash; print(code_hash(get_strategy('llmoe')))"
+        )
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+
+    before = identity()
+    for relative in ("tradesim/market/features.py", "tradesim/market/data.py", "tradesim/llm/base.py", "tradesim/models/networks.py", "tradesim/policies.py"):
+        path = site / relative
+        original = path.read_text()
+        path.write_text(original + "\nEDITED_BY_AN_UPGRADE = 1\n")
+        assert identity() != before, relative
+        path.write_text(original)
+    assert identity() == before
+    (site / "tradesim/plots.py").write_text((site / "tradesim/plots.py").read_text() + "\n# a new colour\n")
+    assert identity() == before
+    assert "numpy" in json.loads(paper.library_versions()) and json.loads(paper.library_versions())["numpy"] == np.__version__
+
+
+def test_a_night_refuses_a_ledger_edited_after_its_commit(tmp_path):
+    import sqlite3
+
+    make_account(tmp_path)
+    assert night("acct", DATES[93]).exit_code == 0
+    path = paper.account_dir("acct") / LEDGER
+    with sqlite3.connect(path) as connection:
+        changed = connection.execute("UPDATE fills SET price = price * 1.01 WHERE rowid = (SELECT MIN(rowid) FROM fills)").rowcount
+    assert changed == 1
+    assert cli("paper", "verify", "acct").exit_code != 0
+    refused = night("acct", DATES[94])
+    assert refused.exit_code == 2 and "do not match its hash chain" in refused.output and "paper verify" in refused.output
+    assert equity().index[-1] == DATES[93]
+
+
+def test_now_past_the_exchange_calendar_is_one_line(tmp_path):
+    make_account(tmp_path)
+    for command in ("run", "status"):
+        result = CliRunner().invoke(main, ["paper", command, "acct", "--now", "2100-01-04T18:30"])
+        assert result.exit_code == 1 and "outside the XNYS calendar" in result.output and len(result.output.strip().splitlines()) == 1

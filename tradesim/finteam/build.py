@@ -228,6 +228,13 @@ def team_plan(splits: list[Split]) -> dict[str, list[Split]]:
     return {f"seed-{seed}" if seed else "main": others + ([by_variant[f"fomc-{seed}"]] if seed else []) for seed in seeds}
 
 
+def newest_build(home: Path) -> Path | None:
+    """The most recently completed build under `home` (a build is complete once its build.json is
+    in place: staging folders never count), or None."""
+    done = [path.parent for path in (home / "models").glob("finteam-*/build.json") if path.is_file()]
+    return max(done, key=lambda directory: ((directory / "build.json").stat().st_mtime, directory.name), default=None)
+
+
 def build(settings: BuildSettings, shared: Path, device: str = "cpu", progress: bool = True, echo=print) -> Build:
     from tradesim.config import tradesim_home
 

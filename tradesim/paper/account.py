@@ -13,9 +13,11 @@ two agree because the split/dividend steps are the same ones the adjusted prices
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import fcntl
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
@@ -35,7 +37,7 @@ from tradesim.backtesting import check_weights, order_action, seeded_global_rand
 from tradesim.config import RunConfig, tradesim_home
 from tradesim.engine import rebalance
 from tradesim.errors import TradesimError
-from tradesim.paper.ledger import BOOKS, LEDGER, SESSION_TABLES, Ledger, fingerprint_of, write_atomically
+from tradesim.paper.ledger import BOOKS, LEDGER, SESSION_TABLES, Ledger, LedgerCorrupt, fingerprint_of, write_atomically
 from tradesim.strategy import Runtime, Strategy
 
 CALENDAR = "XNYS"
@@ -50,6 +52,10 @@ OUTPUTS = "outputs.json"  # the session orders.csv and report.html were written 
 LOCK = "lock"
 REASON_KEYS = ("predicted", "router_label", "expert_probability", "probability", "rank", "score", "signal")
 PRINTED = ("raw_open", "raw_high", "raw_low", "raw_close", "volume", "adjustment_step")
+
+
+# A bar still missing after this many closed sessions is a dead feed (exit 2), not a late one (75).
+STALE_FEED_SESSIONS = 3
 
 
 class PaperRetry(TradesimError):
@@ -108,7 +114,15 @@ def parse_now(now: str | None) -> pd.Timestamp:
         stamp = pd.Timestamp(now)
     except ValueError:
         raise TradesimError(f"--now: expected a time like 2024-03-05T18:30 (New York time unless a zone is given), got {now!r}") from None
-    return (stamp.tz_localize("America/New_York") if stamp.tzinfo is None else stamp).tz_convert("UTC")
+    stamp = (stamp.tz_localize("America/New_York") if stamp.tzinfo is None else stamp).tz_convert("UTC")
+    known = calendar()
+    last = known.session_close(known.sessions[-2])  # a night needs the session after the last closed one
+    if not known.first_minute <= stamp <= last:
+        raise TradesimError(
+            f"--now {now}: outside the {CALENDAR} calendar exchange_calendars knows "
+            f"({known.sessions[0].date()}..{known.sessions[-2].date()}); give a time inside it"
+        )
+    return stamp
 
 
 def accounts_home(home: Path | None = None) -> Path:
@@ -126,20 +140,85 @@ def _day(stamp: pd.Timestamp) -> str:
 
 
 # ---------------------------------------------------------------------- what decides
-def code_hash(strategy_class: type[Strategy]) -> str:
-    """sha256 over the source files of the strategy and of the tradesim classes it builds on."""
-    files: set[Path] = set()
-    for cls in strategy_class.__mro__:
-        module = cls.__module__
-        if not module.startswith(("strategies", "tradesim")):
+# Where a decision is made and filled besides the strategy's own module: the session step and the
+# night that runs it.
+DECIDING_ROOTS = ("tradesim.engine", "tradesim.paper.account")
+# Libraries whose versions change numbers: a new version is a new epoch, like new code.
+NUMERIC_LIBRARIES = (
+    "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "tokenizers", "sentence-transformers",
+    "exchange-calendars", "pyarrow", "gguf", "peft",
+)
+
+
+def deciding_modules(strategy_class: type[Strategy]) -> dict[str, Path]:
+    """Every tradesim and strategies module that can change a decision: those the strategy's module
+    and DECIDING_ROOTS import, followed through every import statement (function-local ones too)
+    to the end, read from the installed source files."""
+    found: dict[str, Path] = {}
+    waiting = [strategy_class.__module__, *(cls.__module__ for cls in strategy_class.__mro__), *DECIDING_ROOTS]
+    while waiting:
+        name = waiting.pop()
+        if name in found or not name.startswith(("tradesim", "strategies")):
             continue
-        path = Path(inspect.getsourcefile(cls))
-        files.update(sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path])
+        path = _source_of(name)
+        if path is None:
+            continue
+        found[name] = path
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        waiting += _imported_names(path, package)
+        parent = name.rpartition(".")[0]
+        if parent:
+            waiting.append(parent)  # a package's __init__ runs before any of its modules
+    return found
+
+
+def _source_of(name: str) -> Path | None:
+    """The installed source file of a tradesim or strategies module (None: not a module, e.g. a
+    function named in `from module import function`), found without importing anything."""
+    top, _, rest = name.partition(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin is None:
+        return None
+    base = Path(spec.origin).parent.joinpath(*rest.split(".")) if rest else Path(spec.origin).parent
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported_names(path: Path, package: str) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]  # `from package import module`
+    return names
+
+
+def code_hash(strategy_class: type[Strategy]) -> str:
+    """sha256 over the source of every module that can change a decision (`deciding_modules`)."""
     digest = hashlib.sha256()
-    for path in sorted(files):
-        digest.update(path.name.encode())
+    for name, path in sorted(deciding_modules(strategy_class).items()):
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def library_versions() -> str:
+    from importlib import metadata
+
+    versions = {}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return json.dumps(versions, sort_keys=True)
 
 
 def fingerprint_parts(config: RunConfig, strategy: Strategy, fitted_sha: str, dividends: str) -> dict[str, str]:
@@ -154,6 +233,7 @@ def fingerprint_parts(config: RunConfig, strategy: Strategy, fitted_sha: str, di
         "sources": json.dumps({"data": config.data, "news": config.news, "fundamentals": config.fundamentals, "start": config.start, "cutoff": config.cutoff}),
         "seed": str(config.seed),
         "code": code_hash(type(strategy)),
+        "libraries": library_versions(),
         "models": json.dumps(models),
         "templates": json.dumps({k: v for k, v in described.items() if "template" in k}, sort_keys=True, default=str),
         "fitted_state": fitted_sha,
@@ -396,8 +476,15 @@ def run_account(
     with locked(directory):
         ledger = Ledger.open(directory)
         try:
+            broken = ledger.verify_chain()  # a night builds on the sessions before it: they must be as committed
+            if broken:
+                raise LedgerCorrupt(f"{directory / LEDGER}: {broken[0]}; it was changed after it was committed (`paper verify` lists the problems)")
             write_atomically(directory / RUNNING, json.dumps({"pid": os.getpid(), "started": str(pd.Timestamp.now(tz="UTC"))}))
-            summary = _run(ledger, name, now, max_catch_up, accept_change, progress)
+            try:
+                summary = _run(ledger, name, now, max_catch_up, accept_change, progress)
+            except TradesimError:
+                (directory / RUNNING).unlink()  # a refusal or a try-later is an ordinary end, not a crash
+                raise
             (directory / RUNNING).unlink()
             return summary
         finally:
@@ -486,10 +573,16 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     if max_catch_up < 1:
         raise TradesimError(f"--max-catch-up: expected at least 1, got {max_catch_up}")
     remaining = max(0, len(due) - max_catch_up)
+    closed_since = len(due)
     due = due[:max_catch_up]
     data = _load(config, due[-1])
     checkpoint("fetched")
     due, missing = _check_bars(data, due, config.data)
+    if due.empty and closed_since > STALE_FEED_SESSIONS:
+        raise PaperRefusal(
+            f"{missing.split('; try later')[0]}, and {closed_since - 1} more sessions have closed since: the feed {config.data!r} "
+            f"looks dead (more than {STALE_FEED_SESSIONS} closed sessions without a bar); fix the source, then run again"
+        )
     if due.empty:
         raise PaperRetry(missing)
     unresolved = _open_events(ledger, _data_events(ledger, data, due, pd.Timestamp(meta["inception"])))
@@ -507,6 +600,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
         strategy.restore_carried(ledger.session_row(last)["carried"])
     inception = pd.Timestamp(meta["inception"])
     decision_days = set(strategy.decision_dates(data.sessions[data.sessions >= inception]))
+    first_decision = min(decision_days, default=None)
     deciding = [d for d in due if d in decision_days]
     decisions, carried = {}, {}
     if strategy.carried_attributes:  # what one decision leaves for the next: one night at a time
@@ -565,7 +659,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
                 reasons.append(_reason(log, before, weight))
             previous_weights = dict(zip(data.tickers, targets))
             night.rows["orders"] += _order_rows("account", night.session, night.next_session, data.tickers, targets, reasons)
-        if session == inception:
+        if session == first_decision:  # the backtest's rule: the benchmark is bought with the first decision
             equal = np.full(len(data.tickers), 1.0 / len(data.tickers))
             night.rows["orders"] += _order_rows("benchmark", night.session, night.next_session, data.tickers, equal, ["equal weight, bought and held"] * len(equal))
         night.rows["side_rows"] = side_rows.get(night.session, [])
