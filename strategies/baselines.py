@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tradesim.errors import TradesimError
-from tradesim.market.data import MarketView
+from tradesim.market.data import CARRIED_BARS, MarketView
 from tradesim.market.prices import parse_dates
 from tradesim.market.tables import line_number, match_columns, read_table
 from tradesim.policies import all_in_all_out, rebalance_dates, top_k
@@ -53,13 +53,14 @@ class Momentum(Strategy):
         return self.settings["rebalance_every"]
 
     def trailing_returns(self, view: MarketView) -> pd.Series:
-        """close[d] / close[d - lookback] - 1 over each ticker's own sessions; NaN without enough history."""
+        """close[d] / close[d - lookback] - 1 over each ticker's own sessions (a missing bar on d carried
+        over from the session before); NaN without enough history."""
         lookback = self.settings["lookback"]
         closes = view.close[list(self.tickers)].to_numpy()
         returns = np.full(len(self.tickers), np.nan)
         for column in range(closes.shape[1]):
             series = closes[:, column]
-            if not np.isfinite(series[-1]):
+            if not np.isfinite(series[-1 - CARRIED_BARS :]).any():  # no bar today, nor one carried over
                 continue
             known = series[np.isfinite(series)]
             if len(known) > lookback:

@@ -243,3 +243,31 @@ def test_cli_import_is_light():
     code = "import sys, tradesim.cli; print(sorted(m for m in ('pandas', 'numpy', 'vectorbt', 'torch', 'matplotlib') if m in sys.modules))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "[]"
+
+
+def test_data_check_reports_gaps_zero_volume_split_like_jumps_and_news_coverage(tmp_path):
+    frames = synthetic_bars(("AAA", "BBB"), sessions=80, seed=4)
+    frames["AAA"].loc[30, ["Open", "High", "Low", "Close", "Adj Close", "Volume"]] = np.nan
+    frames["AAA"].loc[40:42, "Volume"] = 0
+    raw = frames["BBB"].drop(columns=["Adj Close"])
+    raw.loc[50:, ["Open", "High", "Low", "Close"]] /= 2  # a 2:1 split the file does not adjust for
+    frames["BBB"] = raw
+    bars = write_ticker_dir(tmp_path / "bars", frames)
+    dates = pd.to_datetime(frames["AAA"]["Date"])
+    news = tmp_path / "news.jsonl"
+    news.write_text("".join(json.dumps({"ticker": "AAA", "created_at": f"{d.date()}T14:00:00Z", "text": f"item {i}"}) + "\n" for i, d in enumerate(dates[60:70])))
+    result = invoke("data", "check", "--data", bars, "--news", news, "--test-start", dates[60].date())
+    assert result.exit_code == 0
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith(("AAA", "BBB"))}
+    assert "1 missing bars (first " + str(dates[30].date()) in rows["AAA"] and "3 zero-volume sessions" in rows["AAA"]
+    assert "10/20" in rows["AAA"] and "0/20" in rows["BBB"]
+    assert "1 jumps like unadjusted splits" in rows["BBB"] and "WARNING: BBB" in result.output
+    run = invoke("backtest", "--strategy", "momentum", "--tickers", "AAA,BBB", "--data", bars, "--news", news, "--out", tmp_path / "run")
+    assert run.exit_code == 0
+    line = next(line for line in run.output.splitlines() if "data check:" in line)
+    assert "2 of 2 tickers with problems" in line and "news covers" in line
+    broken = frames["AAA"].copy()
+    broken.loc[5, "Open"] = broken.loc[5, "High"] * 2
+    write_ticker_dir(tmp_path / "broken", {"AAA": broken})
+    refused = CliRunner().invoke(main, ["data", "check", "--data", str(tmp_path / "broken")])
+    assert refused.exit_code == 1 and "line 7: open" in refused.output and "outside the day's range" in refused.output

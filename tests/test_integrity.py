@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from fakes import FakeBackend
 from helpers import synthetic_bars, write_ticker_dir
+from strategies.baselines import Momentum
 from strategies.llmoe import LLMoEStrategy
 from strategies.neural import MLPStrategy
 from test_yahoo import FakeYahoo
@@ -411,3 +412,18 @@ def test_a_strategy_writing_to_everything_reachable_from_its_views_changes_no_la
     pd.testing.assert_frame_equal(vandalized.data.news, fresh.news)
     for name in FIELDS:
         pd.testing.assert_frame_equal(vandalized.data.bars[name], fresh.bars[name])
+
+
+def test_momentum_makes_no_round_trip_over_one_missing_bar(tmp_path):
+    frames = synthetic_bars(("AAA", "BBB"), sessions=120, seed=3)
+    for ticker, end in (("AAA", 90), ("BBB", 60)):  # both rise, AAA faster: AAA is always the top 1
+        rising = np.linspace(50, end, 120)
+        frame = frames[ticker]
+        frame["Open"], frame["Close"], frame["Adj Close"] = rising * 0.999, rising, rising
+        frame["High"], frame["Low"] = rising * 1.01, rising * 0.99
+    frames["AAA"].loc[80, ["Open", "High", "Low", "Close", "Adj Close", "Volume"]] = np.nan  # one null row (BBB has the session)
+    bars = str(write_ticker_dir(tmp_path / "bars", frames))
+    config = resolve({}, {"strategy": "momentum", "tickers": "AAA,BBB", "data": bars, "params": {"lookback": 10, "top_k": 1}})
+    result = run_backtest(config, Momentum, progress=False)
+    assert (result.weights["AAA"].iloc[11:] == 1.0).all()  # held through the missing bar
+    assert set(result.simulation.trades["ticker"]) == {"AAA"} and len(result.simulation.trades) == 1

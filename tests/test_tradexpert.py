@@ -319,3 +319,27 @@ def test_a_budget_too_small_for_budgeted_ranking_is_refused_at_parameter_checkin
     with pytest.raises(TradesimError, match=r"--budget 10: .* needs at least 30"):
         TradExpert(tickers, {"ranking": "budgeted", "budget": 10, "top_k": 5})
     TradExpert(tickers, {"ranking": "budgeted", "budget": 30, "top_k": 5})
+
+
+def test_one_missing_bar_or_no_volume_column_keeps_every_ticker_in_the_ranking(tmp_path):
+    frames = synthetic_bars(TICKERS, 300, seed=4)
+    null_day = 240
+    frames["CCC"].loc[null_day, ["Open", "High", "Low", "Close", "Adj Close", "Volume"]] = np.nan  # a vendor's null row
+    frames["DDD"].loc[200:260:7, "Volume"] = 0  # zero-volume days
+    result = _run(write_ticker_dir(tmp_path / "nulls", frames))
+    rankings = pd.DataFrame(result.strategy.tables["rankings"])
+    assert rankings.groupby("date")["ticker"].nunique().eq(len(TICKERS)).all()  # nobody dropped for weeks
+    assert not any("left out" in note for note in result.notes)
+    without_volume = {t: f.drop(columns=["Volume"]) for t, f in synthetic_bars(TICKERS, 300, seed=4).items()}
+    quiet = _run(write_ticker_dir(tmp_path / "no-volume", without_volume))
+    assert pd.DataFrame(quiet.strategy.tables["rankings"]).groupby("date")["ticker"].nunique().eq(len(TICKERS)).all()
+    reports = pd.DataFrame(quiet.strategy.tables["reports"])
+    assert reports["report"].str.contains("volume not given").any()
+
+
+def test_a_ticker_left_out_of_a_ranking_is_named_in_the_notes_with_its_dates(tmp_path):
+    frames = synthetic_bars(TICKERS, 300, seed=4)
+    frames["EEE"].loc[250:253, ["Open", "High", "Low", "Close", "Adj Close", "Volume"]] = np.nan  # four missing bars in a row
+    result = _run(write_ticker_dir(tmp_path / "gap", frames))
+    note = next(note for note in result.notes if "left out" in note)
+    assert "EEE on " in note and "listed tickers were left out" in note

@@ -21,6 +21,7 @@ from tradesim.engine import NO_OPEN, SimulationResult, simulate
 from tradesim.errors import TradesimError
 from tradesim.market.data import MarketData, load_market_data
 from tradesim.market.features import fill_to_fill_returns
+from tradesim.market.quality import check_data, quality_summary
 from tradesim.metrics import ANNUALIZATION, performance, prediction_quality, rank_ic, trading
 from tradesim.strategy import Runtime, Strategy
 
@@ -111,6 +112,26 @@ def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, p
     return quality
 
 
+def _listed(data: MarketData) -> pd.DataFrame:
+    """Per ticker: its first and last session with a close (it is listed in between)."""
+    close = data.bars["close"]
+    return pd.DataFrame({"first": close.apply(pd.Series.first_valid_index), "last": close.apply(pd.Series.last_valid_index)})
+
+
+def left_out_note(left_out: dict[str, list[pd.Timestamp]], decisions: int) -> str:
+    """Listed tickers a ranking or prediction left out, with their dates (they were not judged there)."""
+    ordered = sorted(left_out.items(), key=lambda item: (-len(item[1]), item[0]))
+    parts = [
+        f"{ticker} on {', '.join(str(d.date()) for d in days[:3])}{f' and {len(days) - 3} more' if len(days) > 3 else ''}"
+        for ticker, days in ordered[:6]
+    ]
+    more = f"; {len(ordered) - 6} more tickers" if len(ordered) > 6 else ""
+    return (
+        f"{len(ordered)} listed tickers were left out of some of the {decisions} decisions (not enough data in the "
+        f"strategy's window): {'; '.join(parts)}{more}"
+    )
+
+
 @contextmanager
 def seeded_global_random(seed: int) -> Iterator[None]:
     """Whatever draws from numpy's (or an imported torch's) global generator during a run draws
@@ -172,6 +193,7 @@ def _run_backtest(
         strategy.reveal_future(data)
     stage("fit")
     train_end, test = _test_sessions(data, strategy, config, notes, state)
+    notes.append(quality_summary(check_data(data, test[0])))
     fitted = time.perf_counter()
 
     stage("decide")
@@ -179,6 +201,8 @@ def _run_backtest(
     if len(dates) == 0:
         raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
     rows, decisions, scores, predictions = [], [], {}, {}
+    left_out: dict[str, list[pd.Timestamp]] = {}
+    listed = _listed(data)
     previous = dict.fromkeys(data.tickers, 0.0)
     for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
         check_weights(decision.weights, data.tickers, strategy.name, date)
@@ -188,6 +212,11 @@ def _run_backtest(
             scores[date] = decision.scores
         if decision.predictions is not None:
             predictions[date] = decision.predictions
+        judged = decision.scores if decision.scores is not None else decision.predictions
+        if judged is not None:
+            for ticker in listed.index[(listed["first"] <= date) & (listed["last"] >= date)]:
+                if ticker not in judged:
+                    left_out.setdefault(ticker, []).append(date)
         for ticker in data.tickers:
             decisions.append(
                 {
@@ -200,6 +229,8 @@ def _run_backtest(
             )
         previous = row
     weights = pd.DataFrame(rows, index=pd.DatetimeIndex(dates, name="date"), columns=list(data.tickers))
+    if left_out:
+        notes.append(left_out_note(left_out, len(dates)))
     decided = time.perf_counter()
 
     stage("simulate")

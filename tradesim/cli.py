@@ -165,6 +165,30 @@ def data_show(source: str, ticker: str | None, tickers: str | None, start: str |
     click.echo(describe(data))
 
 
+@data_group.command("check")
+@click.option("--data", "source", default="sample", show_default=True, help="sample, sample-long, yahoo, or a file or directory.")
+@click.option("--news", help="News file or directory: how many sessions it covers per ticker.")
+@click.option("--ticker", help="One ticker (default: all in the source).")
+@click.option("--tickers", help="Several tickers, comma-separated.")
+@click.option("--start", help="First date (YYYY-MM-DD).")
+@click.option("--end", help="Last date (YYYY-MM-DD).")
+@click.option("--test-start", help="First session of the test period, for news coverage (default: --start).")
+def data_check(source: str, news: str | None, ticker: str | None, tickers: str | None, start: str | None, end: str | None, test_start: str | None) -> None:
+    """Data quality before a backtest: null rows, missing bars, zero volume, jumps that look like
+    unadjusted splits, and the news coverage per ticker. Exits 1 when loading refuses the data."""
+    from tradesim.market.data import load_market_data
+    from tradesim.market.quality import check_data, quality_table
+
+    if ticker and tickers:
+        raise TradesimError("--ticker and --tickers: give one of them, not both")
+    data = load_market_data(source, ticker or tickers, start, end, news=news)
+    click.echo(f"{source}: {len(data.tickers)} tickers, {len(data.sessions)} sessions ({data.sessions[0].date()}..{data.sessions[-1].date()})")
+    click.echo(quality_table(check_data(data, test_start)))
+    for note in data.notes:
+        if note.startswith("WARNING"):
+            click.echo(note)
+
+
 @main.group("cache")
 def cache_group() -> None:
     """Inspect or clear the language-model decision cache ($TRADESIM_HOME/llm-cache.sqlite)."""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from strategies.tradexpert.experts import EXPERTS, Facts, gather
+from strategies.tradexpert.experts import EXPERTS, Facts, gather, panel
 from tradesim.errors import TradesimError
 from tradesim.llm.base import Chat
 from tradesim.market.data import MarketView
@@ -259,7 +259,7 @@ class TradExpert(Strategy):
             )
         self.factors, self.ics = [], {}
         if "alpha" in self.experts:
-            history = compute_factors(bars)
+            history = compute_factors(panel(view, None))  # as decisions see them: one missing bar carried over
             ics = information_coefficients({k: v.loc[labelled] for k, v in history.items()}, forward.loc[labelled])
             self.factors = select_factors(ics, settings["alpha_factors"])
             self.ics = {name: float(ics.loc[name, "ic_mean"]) for name in self.factors}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tradesim.market.data import MarketView
+from tradesim.market.data import CARRIED_BARS, MarketView
 from tradesim.market.factors import FACTOR_HISTORY, FACTORS, compute_factors
 
 EXPERTS = ("news", "market", "alpha", "fundamental")
@@ -37,9 +37,10 @@ class Facts:
     news_ids: dict[str, list[str]] = field(default_factory=dict)
 
 
-def panel(view: MarketView, last: int) -> dict[str, pd.DataFrame]:
-    """open, high, low, close (adjusted as of the view's date) and volume over the last sessions."""
-    return {name: view.field(name, last) for name in ("open", "high", "low", "close", "volume")}
+def panel(view: MarketView, last: int | None) -> dict[str, pd.DataFrame]:
+    """open, high, low, close (adjusted as of the view's date) and volume over the last sessions (all
+    when None), a missing bar carried over from the session before (`CARRIED_BARS`)."""
+    return {name: view.field(name, last).ffill(limit=CARRIED_BARS) for name in ("open", "high", "low", "close", "volume")}
 
 
 def market_statistics(view: MarketView, window: int) -> pd.DataFrame:
@@ -53,19 +54,21 @@ def market_statistics(view: MarketView, window: int) -> pd.DataFrame:
     x -= x.mean()
     trend = (log_close - log_close.mean()).mul(x, axis=0).sum() / (x**2).sum()
     volume = bars["volume"].iloc[1:]
+    volume_known = volume.notna().all()
     statistics = pd.DataFrame(
         {
             "return": close.iloc[-1] / close.iloc[0] - 1,
             "trend": np.expm1(trend),
             "volatility": recent.std(),
             "drawdown": close.iloc[-1] / close.iloc[1:].max() - 1,
-            "volume_change": volume.iloc[-5:].mean() / volume.mean() - 1,
+            "volume_change": (volume.iloc[-5:].mean() / volume.mean() - 1).where(volume_known, 0.0).replace([np.inf, -np.inf], 0.0).fillna(0.0),
+            "volume_known": volume_known.astype(float),
             "range": ((bars["high"] - bars["low"]) / close).iloc[1:].mean(),
             "autocorrelation": lag_one_autocorrelation(recent.to_numpy(dtype=float)),
         },
         index=close.columns,
     )
-    complete = close.notna().all() & (volume.notna().all() | ~view.has_ohlc)
+    complete = close.notna().all() & (volume_known | volume.isna().all() | ~view.has_ohlc)  # a source without volume is no gap
     return statistics[complete]
 
 
@@ -83,8 +86,9 @@ def market_text(ticker: str, stats: dict[str, float], printed: dict[str, float],
     return (
         f"{ticker} over the last {window} sessions: return {stats['return']:+.2%}, trend {direction} "
         f"{abs(stats['trend']):.2%} a session, daily volatility {stats['volatility']:.2%}, "
-        f"{stats['drawdown']:.2%} from its high, volume of the last 5 sessions {stats['volume_change']:+.1%} "
-        f"against the window, average daily range {stats['range']:.2%}, return autocorrelation "
+        f"{stats['drawdown']:.2%} from its high, "
+        + (f"volume of the last 5 sessions {stats['volume_change']:+.1%} against the window" if stats["volume_known"] else "volume not given")
+        + f", average daily range {stats['range']:.2%}, return autocorrelation "
         f"{stats['autocorrelation']:+.2f}. Last session as printed: open {printed['raw_open']:.2f}, "
         f"high {printed['raw_high']:.2f}, low {printed['raw_low']:.2f}, close {printed['raw_close']:.2f}."
     )
@@ -92,8 +96,12 @@ def market_text(ticker: str, stats: dict[str, float], printed: dict[str, float],
 
 def alpha_values(view: MarketView, names: list[str]) -> pd.DataFrame:
     """tickers x chosen factors on the view's date."""
-    factors = compute_factors(panel(view, FACTOR_HISTORY), names)
-    return pd.DataFrame({name: values.iloc[-1] for name, values in factors.items()})
+    bars = panel(view, FACTOR_HISTORY)
+    factors = compute_factors(bars, names)
+    values = pd.DataFrame({name: values.iloc[-1] for name, values in factors.items()}).replace([np.inf, -np.inf], np.nan)
+    # A factor a ticker lacks today (zero volume, no volume column) is the day's median, not a reason
+    # to leave the ticker out; a ticker without a (carried) close is not priced and stays out.
+    return values.fillna(values.median()).where(bars["close"].iloc[-1].notna(), axis=0)
 
 
 def alpha_text(ticker: str, values: dict[str, float], ics: dict[str, float]) -> str:
@@ -165,7 +173,7 @@ def gather(
         for t in priced:
             texts[t]["news"] = news[t]
     if "market" in experts:
-        last = pd.DataFrame({name: view.field(name, 1).iloc[-1] for name in ("raw_open", "raw_high", "raw_low", "raw_close")})
+        last = pd.DataFrame({name: view.field(name, 1 + CARRIED_BARS).ffill().iloc[-1] for name in ("raw_open", "raw_high", "raw_low", "raw_close")})
         rows, printed = stats.to_dict("index"), last.to_dict("index")
         for t in priced:
             texts[t]["market"] = market_text(t, rows[t], printed[t], market_window)

@@ -28,6 +28,10 @@ from tradesim.tickers import parse_tickers
 
 PRICE_FIELDS = ("open", "high", "low", "close")  # adjusted, as of the date they are read at
 FIELDS = (*PRICE_FIELDS, "volume", "raw_open", "raw_high", "raw_low", "raw_close", "adjustment_step")
+# How many missing bars in a row (a vendor's null rows) strategies carry over from the session
+# before, so that one missing bar does not drop a ticker from a decision or from every window that
+# contains it; a longer gap, or data that has ended, leaves the ticker out.
+CARRIED_BARS = 1
 _KEY_SHIFT = 1 << 34  # news index key: ticker code * 2**34 + seconds since 1900 (good until 2444)
 _EPOCH_1900_S = 2_208_988_800
 
