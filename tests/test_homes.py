@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import shutil
 import sqlite3
 import subprocess
 
@@ -51,7 +50,7 @@ def test_a_read_only_home_serves_a_readonly_cache_and_says_in_one_line_what_cann
     home = tmp_path / "home"
     monkeypatch.setenv("TRADESIM_HOME", str(home))
     args = ["--strategy", "llmoe", "--ticker", "MSFT", "--data", bars, "--news", news, "--train-end", dates[250].date(), "--router", "fake:1", *FAST]
-    first = run_cli(*args, "--out", tmp_path / "first")
+    run_cli(*args, "--out", tmp_path / "first")
     with read_only(home) as frozen:
         monkeypatch.setenv("TRADESIM_HOME", str(frozen))
         again = run_cli(*args, "--out", tmp_path / "again", "--llm-cache", "readonly")

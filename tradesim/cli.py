@@ -148,12 +148,21 @@ def data_group() -> None:
     """Inspect market data sources."""
 
 
+def data_options(command):
+    """The source and its cut, shared by `data show` and `data check`."""
+    for option in reversed((
+        click.option("--data", "source", default="sample", show_default=True, help="sample, sample-long, yahoo, or a file or directory."),
+        click.option("--ticker", help="One ticker (default: all in the source)."),
+        click.option("--tickers", help="Several tickers, comma-separated."),
+        click.option("--start", help="First date (YYYY-MM-DD)."),
+        click.option("--end", help="Last date (YYYY-MM-DD)."),
+    )):
+        command = option(command)
+    return command
+
+
 @data_group.command("show")
-@click.option("--data", "source", default="sample", show_default=True, help="sample, sample-long, yahoo, or a file or directory.")
-@click.option("--ticker", help="One ticker (default: all in the source).")
-@click.option("--tickers", help="Several tickers, comma-separated.")
-@click.option("--start", help="First date (YYYY-MM-DD).")
-@click.option("--end", help="Last date (YYYY-MM-DD).")
+@data_options
 def data_show(source: str, ticker: str | None, tickers: str | None, start: str | None, end: str | None) -> None:
     """Date range, rows, gaps and adjustments found, per ticker."""
     from tradesim.market.data import load_market_data
@@ -166,12 +175,8 @@ def data_show(source: str, ticker: str | None, tickers: str | None, start: str |
 
 
 @data_group.command("check")
-@click.option("--data", "source", default="sample", show_default=True, help="sample, sample-long, yahoo, or a file or directory.")
+@data_options
 @click.option("--news", help="News file or directory: how many sessions it covers per ticker.")
-@click.option("--ticker", help="One ticker (default: all in the source).")
-@click.option("--tickers", help="Several tickers, comma-separated.")
-@click.option("--start", help="First date (YYYY-MM-DD).")
-@click.option("--end", help="Last date (YYYY-MM-DD).")
 @click.option("--test-start", help="First session of the test period, for news coverage (default: --start).")
 def data_check(source: str, news: str | None, ticker: str | None, tickers: str | None, start: str | None, end: str | None, test_start: str | None) -> None:
     """Data quality before a backtest: null rows, missing bars, zero volume, jumps that look like

@@ -18,7 +18,6 @@ import dataclasses
 import fcntl
 import hashlib
 import importlib.util
-import inspect
 import json
 import os
 import signal
