@@ -68,7 +68,6 @@ class NewsIndex:
         codes = np.array([self.market_code if pd.isna(t) else codes_of[t] for t in news["ticker"]], dtype=np.int64)
         visible_ns = news["visible_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         order = np.lexsort((np.arange(len(news)), visible_ns, codes))
-        self.rows = _sealed(order)
         self.keys = _sealed(codes[order] * _KEY_SHIFT + self._seconds(visible_ns[order]))
         self.visible_ns = _sealed(visible_ns[order])
         self.published_ns = _sealed(news["published_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[order])
