@@ -261,3 +261,4 @@ def test_tearsheet_measures_the_whole_benchmark_even_when_the_strategy_starts_fl
     table = run.tearsheet()
     shown = float(table.loc["Cumulative Return", "Benchmark"])
     assert shown == pytest.approx(run.benchmark_metrics["total_return"], abs=0.006)
+

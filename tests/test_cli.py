@@ -51,7 +51,7 @@ def test_momentum_on_the_sample_writes_a_complete_run_directory(tmp_path):
     assert run["config"]["params"] == {"lookback": 10, "top_k": 1, "rebalance_every": 1, "short": False}
     assert run["resolved"]["fill"] == "next-open"
     assert len(run["data"]["fingerprint"]) == 64
-    assert run["versions"]["vectorbt"] and run["versions"]["pandas"] and run["versions"]["scikit-learn"]
+    assert run["versions"]["pandas"] and run["versions"]["scikit-learn"] and "vectorbt" in run["versions"]
     assert "gguf" in run["versions"]  # None when the smollm2 extra is not installed: recorded either way
     assert "git" in run
 

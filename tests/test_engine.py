@@ -192,3 +192,40 @@ def test_an_empty_open_fills_at_the_close_and_says_so():
     result = simulate(weights, close, open_)
     assert result.trades["price"].iloc[0] == close.iloc[3, 0] and result.trades["note"].iloc[0] == "no open: filled at close"
     assert list(result.filled_at_close["date"]) == [close.index[3]]
+
+
+@pytest.mark.parametrize("fill,seed", [("next-open", 0), ("next-close", 1), ("same-close", 2)])
+def test_the_engine_equals_vectorbt_on_random_weights_costs_listings_and_delistings(fill, seed):
+    """vectorbt is the independent oracle: its Portfolio over the same schedule gives the same
+    equity, positions and fills to 1e-9."""
+    pytest.importorskip("vectorbt")
+    from tradesim.vectorbt_export import to_vectorbt
+
+    rng = np.random.default_rng(seed)
+    frames = synthetic_bars(("AAA", "BBB", "CCC", "DDD", "EEE"), sessions=160, seed=seed + 3)
+    open_, close = price_frames(frames)
+    open_.iloc[:30, 1] = close.iloc[:30, 1] = np.nan  # BBB lists late
+    open_.iloc[110:, 2] = close.iloc[110:, 2] = np.nan  # CCC's data ends: delisted
+    open_.iloc[70:74, 3] = close.iloc[70:74, 3] = np.nan  # DDD is halted for four sessions
+    open_.iloc[rng.choice(160, 5, replace=False), 4] = np.nan  # EEE has empty opens
+    dates = close.index[sorted(rng.choice(np.arange(5, 155), 40, replace=False))]
+    raw = rng.uniform(-0.6, 1.0, (len(dates), 5))
+    weights = pd.DataFrame(raw / np.maximum(1.0, np.abs(raw).sum(axis=1, keepdims=True)), index=dates, columns=close.columns)
+    costs = dict(fill=fill, cost_bps=7.0, slippage_bps=3.0, capital=250_000.0, start=dates[0])
+    ours = simulate(weights, close, open_, **costs)
+    oracle = to_vectorbt(weights, close, open_, **costs)
+    np.testing.assert_allclose(ours.equity.to_numpy(), oracle.value().to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(ours.positions.to_numpy(), oracle.assets().to_numpy(), rtol=1e-9, atol=1e-9)
+    orders = oracle.orders.values
+    assert len(ours.trades) == len(orders) and ours.delisted == {"CCC": close.index[109]}
+    np.testing.assert_allclose(np.sort(ours.trades["fees"].to_numpy()), np.sort(orders["fees"]), rtol=1e-9, atol=1e-9)
+
+
+def test_to_vectorbt_is_a_run_as_a_vectorbt_portfolio(tmp_path):
+    pytest.importorskip("vectorbt")
+    import tradesim
+    from helpers import write_ticker_dir
+
+    bars = write_ticker_dir(tmp_path / "bars", synthetic_bars(("AAA", "BBB", "CCC"), sessions=120, seed=5))
+    run = tradesim.backtest("momentum", "AAA,BBB,CCC", lookback=10, top_k=1, cost_bps=5, slippage_bps=2, data=str(bars), progress=False)
+    np.testing.assert_allclose(run.to_vectorbt().value().to_numpy(), run.equity["strategy"].to_numpy(), rtol=1e-9)

@@ -323,6 +323,18 @@ class Run:
         return frame
 
     # ------------------------------------------------------------------ tear sheets and plots
+    def to_vectorbt(self):
+        """The run as a vectorbt Portfolio (the `vectorbt` extra): its weights over its data, with its
+        fill, costs and capital; its `value()` is the run's equity curve."""
+        from tradesim.vectorbt_export import to_vectorbt
+
+        bars, config = self.market_data.bars, self.info["config"]
+        weights = self.weights
+        return to_vectorbt(
+            weights, bars["close"], bars["open"] if self.market_data.has_ohlc else None, fill=self._metrics["fill"],
+            cost_bps=config["cost_bps"], slippage_bps=config["slippage_bps"], capital=config["capital"], start=weights.index[0],
+        )
+
     def tearsheet(self, output: str | Path | None = None, title: str | None = None):
         """quantstats' HTML tear sheet of the strategy against its benchmark, written to `output`
         (returns its path); without `output`, quantstats' metrics table as a DataFrame."""

@@ -1,6 +1,8 @@
-"""Target weights -> orders -> fills -> equity, with vectorbt underneath.
+"""Target weights -> orders -> fills -> equity: one session step (`rebalance`) for backtests and
+paper accounts alike, looped over the sessions that fill orders.
 
-Convention (the tests hold a plain numpy implementation of it):
+Convention (the tests hold it equal to a plain numpy implementation and to vectorbt's
+`Portfolio.from_orders`, the independent oracle):
 
 * A row of `weights` dated `d` is a rebalance decided after the close of session `d`: every
   ticker's position is set to that fraction of portfolio value (negative = short; a ticker missing
@@ -146,31 +148,41 @@ def simulate(
     capital: float = 100_000.0,
     start: pd.Timestamp | None = None,
 ) -> SimulationResult:
-    """Simulate target weights (decision dates x tickers) over sessions x tickers prices."""
-    import vectorbt as vbt
+    """Simulate target weights (decision dates x tickers) over sessions x tickers prices.
 
+    The loop runs `rebalance`, the session step paper accounts run, on the sessions that fill
+    orders only; positions, cash and the marks between them are filled in with array operations."""
     schedule = fill_schedule(weights, open_, close, fill, start)
-    sessions, tickers = schedule.sessions, close.columns
+    sessions, tickers = schedule.sessions, tuple(close.columns)
     # Leading sessions before a ticker's first price: value with any finite number (positions are 0).
     marks = np.where(np.isfinite(schedule.valuation), schedule.valuation, 1.0)
-    portfolio = vbt.Portfolio.from_orders(
-        close=pd.DataFrame(marks, index=sessions, columns=tickers),
-        size=schedule.targets,
-        size_type="targetpercent",
-        price=np.where(np.isfinite(schedule.fill_prices), schedule.fill_prices, marks),
-        direction="both",
-        fees=np.where(schedule.free, 0.0, cost_bps / 1e4),
-        slippage=np.where(schedule.free, 0.0, slippage_bps / 1e4),
-        init_cash=capital,
-        cash_sharing=True,
-        group_by=True,
-        call_seq="auto",
-        freq="1D",
-    )
-    equity = portfolio.value().rename("equity")
-    positions = portfolio.assets()
-    exposure = (positions.abs() * marks).sum(axis=1) / equity
-    trades = _trades(portfolio.orders.values, sessions, tickers, schedule.free, schedule.at_close)
+    shares_at = np.full(marks.shape, np.nan)
+    cash_at = np.full(len(sessions), np.nan)
+    shares, cash = np.zeros(len(tickers)), float(capital)
+    records: list[tuple[int, int, str, float, float, float, bool]] = []  # row, column, side, shares, price, fees, free
+    columns = {ticker: column for column, ticker in enumerate(tickers)}
+    for row in np.flatnonzero(np.isfinite(schedule.targets).any(axis=1)):
+        targets, free = schedule.targets[row], schedule.free[row]
+        prices = np.where(np.isfinite(targets), schedule.fill_prices[row], np.nan)
+        # Close-outs of tickers whose data ended go first, free of costs (they sell at the value
+        # they are marked at, so the value the other orders are sized on does not change).
+        for part, fee, slip, closing in ((free, 0.0, 0.0, True), (~free, cost_bps, slippage_bps, False)):
+            if not np.isfinite(targets[part]).any():
+                continue
+            shares, cash, fills = rebalance(
+                tickers, shares, cash, np.where(part, targets, np.nan), np.where(part, prices, np.nan), marks[row],
+                cost_bps=fee, slippage_bps=slip,
+            )
+            records += [(row, columns[f.ticker], f.side, f.shares, f.price, f.fees, closing) for f in fills]
+        shares_at[row], cash_at[row] = shares, cash
+    shares_at[0] = np.where(np.isnan(shares_at[0]), 0.0, shares_at[0])
+    cash_at[0] = capital if np.isnan(cash_at[0]) else cash_at[0]
+    positions = pd.DataFrame(shares_at, index=sessions, columns=close.columns).ffill()
+    held_cash = pd.Series(cash_at, index=sessions).ffill()
+    values = positions.to_numpy() * marks
+    equity = (held_cash + values.sum(axis=1)).rename("equity")
+    exposure = pd.Series(np.abs(values).sum(axis=1), index=sessions) / equity
+    trades = _trades(records, sessions, close.columns, schedule.at_close)
     return SimulationResult(
         equity=equity,
         positions=positions,
@@ -183,20 +195,23 @@ def simulate(
     )
 
 
-def _trades(records: np.ndarray, sessions: pd.DatetimeIndex, tickers: pd.Index, free: np.ndarray, at_close: np.ndarray) -> pd.DataFrame:
-    shares = records["size"]
-    price = records["price"]
-    closed_out = free[records["idx"], records["col"]]
-    no_open = at_close[records["idx"], records["col"]]
+def _trades(records: list[tuple], sessions: pd.DatetimeIndex, tickers: pd.Index, at_close: np.ndarray) -> pd.DataFrame:
+    """One row per fill: a close-out is dated the ticker's last session (it sells at that close)."""
+    if not records:
+        return pd.DataFrame({"date": pd.DatetimeIndex([]), "ticker": pd.Series(dtype=object), "side": pd.Series(dtype=object),
+                             "shares": pd.Series(dtype=float), "price": pd.Series(dtype=float), "value": pd.Series(dtype=float),
+                             "fees": pd.Series(dtype=float), "note": pd.Series(dtype=object)})
+    row, column, side, shares, price, fees, closed_out = (np.array(values) for values in zip(*records))
+    no_open = at_close[row, column]
     return pd.DataFrame(
         {
-            "date": sessions[records["idx"] - closed_out.astype(int)],
-            "ticker": np.asarray(tickers)[records["col"]],
-            "side": np.where(records["side"] == 0, "buy", "sell"),
+            "date": sessions[row - closed_out.astype(int)],
+            "ticker": np.asarray(tickers)[column],
+            "side": side,
             "shares": shares,
             "price": price,
             "value": shares * price,
-            "fees": records["fees"],
+            "fees": fees,
             "note": np.where(closed_out, DELISTED, np.where(no_open, NO_OPEN, "")),
         }
     )
@@ -226,8 +241,7 @@ def rebalance(
     cost_bps: float = 0.0,
     slippage_bps: float = 0.0,
 ) -> tuple[np.ndarray, float, list[Fill]]:
-    """One session's fills, one session at a time: the convention `simulate` follows (paper
-    accounts use this; the tests hold the two equal).
+    """One session's fills: the step `simulate` loops over and paper accounts run night by night.
 
     `targets` are target weights (NaN: no order), `prices` the fill prices (NaN: none, the order
     is skipped), `marks` the last known closes that value tickers without a fill price. Sizing uses
