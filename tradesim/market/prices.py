@@ -63,7 +63,7 @@ class TickerBars:
     has_ohlc: bool
     null_rows: int = 0
     adjustment_dates: list[pd.Timestamp] = field(default_factory=list)
-    adjusted_by: str = ""  # "adjusted close", "split and dividend columns", "split column", or "" (none)
+    adjusted_by: str = ""  # what adjusted it: "adjusted close", one of ACTION_SOURCES, "the source (...)", or "" (nothing)
     suspect_splits: list[tuple[pd.Timestamp, float]] = field(default_factory=list)  # unadjusted jumps: date, ratio
     notes: list[str] = field(default_factory=list)  # what the source wants said in the run's notes
 
