@@ -272,3 +272,54 @@ def test_data_check_reports_gaps_zero_volume_split_like_jumps_and_news_coverage(
     write_ticker_dir(tmp_path / "broken", {"AAA": broken})
     refused = CliRunner().invoke(main, ["data", "check", "--data", str(tmp_path / "broken")])
     assert refused.exit_code == 1 and "line 7: open" in refused.output and "outside the day's range" in refused.output
+
+
+def _flat_and_then(tmp_path, tickers=("XXX", "YYY"), jump=None):
+    """Constant prices (100), one ticker of which later multiplies by `jump` (a short's ruin)."""
+    dates = pd.bdate_range("2020-01-02", periods=60)
+    frames = {}
+    for ticker in tickers:
+        close = np.full(60, 100.0)
+        if jump and ticker == jump[0]:
+            close[jump[1]:] *= jump[2]
+        frames[ticker] = pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Open": close, "High": close, "Low": close, "Close": close, "Volume": 1000})
+    return write_ticker_dir(tmp_path / "flat", frames), dates
+
+
+def test_gross_exposure_beyond_max_gross_is_refused_naming_strategy_and_date(tmp_path):
+    bars, dates = _flat_and_then(tmp_path)
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"date,ticker,weight\n{dates[5].date()},XXX,1\n{dates[5].date()},YYY,-0.9\n")
+    args = ["backtest", "--strategy", "signals", "--tickers", "XXX,YYY", "--data", str(bars), "--signals", str(signals), "--out", str(tmp_path / "run")]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and f"strategy signals asked for gross exposure 1.9 (the sum of |weights|) on {dates[5].date()}" in refused.output
+    assert "--max-gross 1" in refused.output and not (tmp_path / "run").exists()
+    allowed = invoke(*args, "--max-gross", "2")
+    assert allowed.exit_code == 0
+
+
+def test_ruin_closes_everything_and_the_equity_curve_never_goes_negative(tmp_path):
+    bars, dates = _flat_and_then(tmp_path, jump=("YYY", 30, 3.0))  # YYY triples while 100% short
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"date,ticker,weight\n{dates[5].date()},YYY,-1\n")
+    out = tmp_path / "run"
+    result = invoke("backtest", "--strategy", "signals", "--tickers", "XXX,YYY", "--data", bars, "--signals", signals, "--out", out)
+    assert result.exit_code == 0 and f"RUINED on {dates[30].date()}" in result.output
+    equity = pd.read_csv(out / "equity.csv", index_col="date", parse_dates=True)["equity"]
+    assert (equity >= 0).all() and (equity.loc[dates[30]:] == 0).all() and equity.loc[: dates[29]].min() > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ruined"] == str(dates[30].date()) and metrics["total_return"] == pytest.approx(-1.0)
+    trades = pd.read_csv(out / "trades.csv")
+    assert list(trades["note"].fillna("")) == ["", "ruined"]
+    assert any("RUINED" in note for note in json.loads((out / "run.json").read_text())["notes"])
+
+
+@pytest.mark.parametrize("fill", ["next-close", "same-close"])
+def test_the_first_fills_costs_are_in_the_returns_in_every_fill_mode(tmp_path, fill):
+    bars, _ = _flat_and_then(tmp_path, tickers=("XXX",))
+    out = tmp_path / fill
+    assert invoke("backtest", "--strategy", "buy-and-hold", "--ticker", "XXX", "--data", bars, "--cost-bps", "100", "--fill", fill, "--out", out).exit_code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["total_return"] == pytest.approx(1 / 1.01 - 1)  # 1% commission on buying 100%, flat prices
+    equity = pd.read_csv(out / "equity.csv")["equity"]
+    assert equity.iloc[0] == 100_000 or fill == "same-close"  # same-close on the data's first session: the fill is in that close

@@ -16,6 +16,8 @@ def reference_equity(weights, close, open_, fill, cost_bps, slippage_bps, capita
     fees, slip = cost_bps / 1e4, slippage_bps / 1e4
     sessions = close.index
     first = sessions.get_loc(weights.index[0])
+    if fill == "same-close" and first > 0:
+        first -= 1  # the curve starts at the capital the session before the first fill
     all_closes = close.to_numpy()
     closes = all_closes[first:]
     marks = np.nan_to_num(pd.DataFrame(all_closes).ffill().to_numpy()[first:])  # 0 before a listing

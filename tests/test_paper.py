@@ -89,14 +89,14 @@ def equity(name="acct"):
 CASES = {
     "momentum-next-open-costs": ("momentum", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "slippage_bps": 3, "params": {"lookback": 10, "top_k": 1}}),
     "momentum-next-close": ("momentum", ("AAA", "BBB", "CCC"), {"fill": "next-close", "cost_bps": 2, "params": {"lookback": 10, "top_k": 2}}),
-    "signals-long-short-next-open": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 10, "slippage_bps": 2}),
-    "signals-long-short-next-close": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-close", "cost_bps": 3, "slippage_bps": 1}),
+    "signals-long-short-next-open": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 10, "slippage_bps": 2, "max_gross": 2}),
+    "signals-long-short-next-close": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-close", "cost_bps": 3, "slippage_bps": 1, "max_gross": 2}),
     "mlp-short": ("mlp", ("AAA",), {"fill": "next-open", "cost_bps": 5, "params": {**FAST, "short": True}}),
     "llmoe": ("llmoe", ("AAA",), {"fill": "next-open", "cost_bps": 5, "params": {**FAST, "router": "fake:1"}}),
     "tradexpert": ("tradexpert", ("AAA", "BBB", "CCC"), {"fill": "next-close", "params": {"experts": "market,alpha", "general_expert": "random", "top_k": 1, "n_drop": 1, "rebalance_every": 1, "market_window": 5}}),
     "tradexpert-next-open": ("tradexpert", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "params": {"experts": "market,alpha", "general_expert": "random", "top_k": 1, "n_drop": 1, "rebalance_every": 1, "market_window": 5}}),
     "momentum-rebalance-every-3": ("momentum", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "params": {"lookback": 10, "top_k": 1, "rebalance_every": 3}}),
-    "signals-first-decision-after-inception": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 3}),
+    "signals-first-decision-after-inception": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 3, "max_gross": 2}),
 }
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tradesim.market.data import MarketData
 
 REQUIRED = ("run.json", "metrics.json", "equity.csv")
-RESULT_KEYS = ("benchmark", "annualization", "risk_free", "look_ahead", "look_ahead_reasons", "fill", "period")
+RESULT_KEYS = ("benchmark", "annualization", "risk_free", "look_ahead", "look_ahead_reasons", "fill", "ruined", "period")
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -69,15 +69,22 @@ def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, note
     return train_end, test
 
 
-def check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy: str, date: pd.Timestamp) -> None:
+def check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy: str, date: pd.Timestamp, max_gross: float = 1.0) -> None:
+    """Refuse, naming the strategy and date, weights the engine must not silently fix: unknown
+    tickers, non-finite values, longs above 100% of capital, gross exposure above `max_gross`."""
     unknown = set(weights) - set(tickers)
     if unknown:
-        raise ValueError(f"strategy {strategy} weighted unknown ticker {sorted(unknown)[0]} on {date.date()}")
+        raise TradesimError(f"strategy {strategy} weighted unknown ticker {sorted(unknown)[0]} on {date.date()}")
     values = np.array([weights.get(t, 0.0) for t in tickers], dtype=float)
     if not np.isfinite(values).all():
-        raise ValueError(f"strategy {strategy} returned a non-finite weight on {date.date()}")
+        raise TradesimError(f"strategy {strategy} returned a non-finite weight on {date.date()}")
     if values.clip(min=0).sum() > 1 + 1e-9:
-        raise ValueError(f"strategy {strategy} asked for leverage (long weights {values.clip(min=0).sum():g}) on {date.date()}")
+        raise TradesimError(f"strategy {strategy} asked for leverage (long weights {values.clip(min=0).sum():g}) on {date.date()}")
+    if np.abs(values).sum() > max_gross + 1e-9:
+        raise TradesimError(
+            f"strategy {strategy} asked for gross exposure {np.abs(values).sum():g} (the sum of |weights|) on {date.date()}, "
+            f"above --max-gross {max_gross:g}; weights are never scaled silently"
+        )
 
 
 def order_action(previous: float, weight: float) -> str:
@@ -205,7 +212,7 @@ def _run_backtest(
     listed = _listed(data)
     previous = dict.fromkeys(data.tickers, 0.0)
     for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
-        check_weights(decision.weights, data.tickers, strategy.name, date)
+        check_weights(decision.weights, data.tickers, strategy.name, date, config.max_gross)
         row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
         rows.append(row)
         if decision.scores is not None:
@@ -256,6 +263,11 @@ def _run_backtest(
             f"{len(simulation.filled_at_close)} next-open orders met an empty open and filled at that session's close "
             f"(first: {first['ticker']} on {first['date'].date()}; trades.csv note '{NO_OPEN}')"
         )
+    if simulation.ruined is not None:
+        notes.insert(0, (
+            f"RUINED on {simulation.ruined.date()}: equity fell to zero or below at that close; every position was closed "
+            "there and equity is 0 from then on (metrics cover the run up to that day)"
+        ))
     for ticker, last in simulation.delisted.items():
         notes.append(f"{ticker}'s data ends on {last.date()}: any position was closed at that close (trades.csv note 'delisted')")
     simulated = time.perf_counter()
@@ -277,6 +289,7 @@ def _run_backtest(
         "look_ahead": bool(flags),
         "look_ahead_reasons": flags,
         "fill": fill,
+        "ruined": None if simulation.ruined is None else str(simulation.ruined.date()),
         **quality,
         "period": {
             "first_decision": str(dates[0].date()),

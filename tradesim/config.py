@@ -59,6 +59,7 @@ class RunConfig:
     slippage_bps: float = 0.0
     capital: float = 100_000.0
     risk_free: float = 0.0
+    max_gross: float = 1.0  # the most gross exposure (sum of |weights|) a decision may ask for
     cutoff: str = "16:00"
     seed: int = 0
     device: str = "auto"
@@ -135,7 +136,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     for key in ("start", "end", "train_end"):
         if values.get(key) is not None:
             values[key] = _date(values[key], key)
-    for key in ("cost_bps", "slippage_bps", "capital", "risk_free"):
+    for key in ("cost_bps", "slippage_bps", "capital", "risk_free", "max_gross"):
         if key in values:
             values[key] = _number(values[key], key, float)
     if "seed" in values:
@@ -152,6 +153,8 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
         raise TradesimError("cost_bps/slippage_bps: expected a number of basis points >= 0")
     if config.capital <= 0:
         raise TradesimError(f"capital: expected a positive amount, got {config.capital:g}")
+    if config.max_gross <= 0:
+        raise TradesimError(f"max_gross: expected a positive gross exposure (1 for no leverage), got {config.max_gross:g}")
     if not -1 < config.risk_free <= 1:
         raise TradesimError(f"risk_free: expected an annual rate as a fraction (0.05 for 5%), got {config.risk_free:g}")
     if config.start and config.end and config.start > config.end:

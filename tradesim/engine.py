@@ -25,6 +25,9 @@ Convention (the tests hold it equal to a plain numpy implementation and to vecto
   dated its last session, with note `delisted`).
 * Equity is cash plus positions marked at each session's close (a ticker without a price that
   session at its last known close).
+* Ruin: equity at or below zero at a close ends the account there: every position is closed at
+  that close (trades noted `ruined`), and equity is 0 from then on; nothing trades again. A
+  negative equity curve is never produced.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import pandas as pd
 from tradesim.config import FILL_MODES
 
 DELISTED = "delisted"
+RUINED = "ruined"
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,20 @@ class SimulationResult:
     skipped: pd.DataFrame  # orders without a fill price: date (fill session), ticker, weight
     delisted: dict[str, pd.Timestamp]  # ticker -> last session, for tickers whose data ends early
     filled_at_close: pd.DataFrame  # next-open orders whose session had no open: date, ticker
+    ruined: pd.Timestamp | None = None  # the close at which equity reached zero or below (then 0 for good)
+    capital: float | None = None  # the cash before the first fill
 
     @property
     def returns(self) -> pd.Series:
-        return self.equity.pct_change().iloc[1:]
+        """Daily returns of the equity curve, up to the close of ruin when there was one. When the
+        first session already holds fills (same-close on the data's first session), its return from
+        the capital is the first, so the first fill's costs are always measured."""
+        equity = self.equity if self.ruined is None else self.equity.loc[: self.ruined]
+        returns = equity.pct_change()
+        if self.capital is not None and not np.isclose(equity.iloc[0], self.capital, rtol=0, atol=1e-9):
+            returns.iloc[0] = equity.iloc[0] / self.capital - 1
+            return returns
+        return returns.iloc[1:]
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,8 @@ def fill_schedule(
     first = decision_positions[0] if start is None else int(sessions_all.searchsorted(pd.Timestamp(start)))
     if first > decision_positions[0]:
         raise ValueError("start is after the first decision")
+    if fill == "same-close" and first == decision_positions[0] and first > 0:
+        first -= 1  # the curve starts at the capital before the first fill, so its costs are in the returns
     sessions = sessions_all[first:]
     close_values = close.to_numpy(dtype=float)[first:]
     valuation = pd.DataFrame(close.to_numpy(dtype=float)).ffill().to_numpy()[first:]
@@ -159,21 +175,21 @@ def simulate(
     shares_at = np.full(marks.shape, np.nan)
     cash_at = np.full(len(sessions), np.nan)
     shares, cash = np.zeros(len(tickers)), float(capital)
-    records: list[tuple[int, int, str, float, float, float, bool]] = []  # row, column, side, shares, price, fees, free
+    records: list[tuple[int, int, str, float, float, float, str]] = []  # row, column, side, shares, price, fees, note
     columns = {ticker: column for column, ticker in enumerate(tickers)}
     for row in np.flatnonzero(np.isfinite(schedule.targets).any(axis=1)):
         targets, free = schedule.targets[row], schedule.free[row]
         prices = np.where(np.isfinite(targets), schedule.fill_prices[row], np.nan)
         # Close-outs of tickers whose data ended go first, free of costs (they sell at the value
         # they are marked at, so the value the other orders are sized on does not change).
-        for part, fee, slip, closing in ((free, 0.0, 0.0, True), (~free, cost_bps, slippage_bps, False)):
+        for part, fee, slip, note in ((free, 0.0, 0.0, DELISTED), (~free, cost_bps, slippage_bps, "")):
             if not np.isfinite(targets[part]).any():
                 continue
             shares, cash, fills = rebalance(
                 tickers, shares, cash, np.where(part, targets, np.nan), np.where(part, prices, np.nan), marks[row],
                 cost_bps=fee, slippage_bps=slip,
             )
-            records += [(row, columns[f.ticker], f.side, f.shares, f.price, f.fees, closing) for f in fills]
+            records += [(row, columns[f.ticker], f.side, f.shares, f.price, f.fees, note) for f in fills]
         shares_at[row], cash_at[row] = shares, cash
     shares_at[0] = np.where(np.isnan(shares_at[0]), 0.0, shares_at[0])
     cash_at[0] = capital if np.isnan(cash_at[0]) else cash_at[0]
@@ -181,7 +197,20 @@ def simulate(
     held_cash = pd.Series(cash_at, index=sessions).ffill()
     values = positions.to_numpy() * marks
     equity = (held_cash + values.sum(axis=1)).rename("equity")
-    exposure = pd.Series(np.abs(values).sum(axis=1), index=sessions) / equity
+    ruined = None
+    broke = np.flatnonzero(equity.to_numpy() <= 0)
+    if broke.size:  # ruin: everything is closed at that close, and nothing trades again
+        row = int(broke[0])
+        ruined = sessions[row]
+        held = positions.iloc[row].to_numpy()
+        records = [record for record in records if record[0] <= row]
+        records += [(row, column, "sell" if held[column] > 0 else "buy", abs(float(held[column])), float(marks[row, column]), 0.0, RUINED)
+                    for column in np.flatnonzero(held)]
+        positions.iloc[row:] = 0.0
+        values[row:] = 0.0
+        equity.iloc[row:] = 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exposure = (pd.Series(np.abs(values).sum(axis=1), index=sessions) / equity).fillna(0.0)
     trades = _trades(records, sessions, close.columns, schedule.at_close)
     return SimulationResult(
         equity=equity,
@@ -192,17 +221,20 @@ def simulate(
         skipped=schedule.skipped,
         delisted=schedule.delisted,
         filled_at_close=trades.loc[trades["note"] == NO_OPEN, ["date", "ticker"]].reset_index(drop=True),
+        ruined=ruined,
+        capital=float(capital),
     )
 
 
 def _trades(records: list[tuple], sessions: pd.DatetimeIndex, tickers: pd.Index, at_close: np.ndarray) -> pd.DataFrame:
-    """One row per fill: a close-out is dated the ticker's last session (it sells at that close)."""
+    """One row per fill: a delisting close-out is dated the ticker's last session (it sells at that
+    close); a next-open fill over an empty open says so."""
     if not records:
         return pd.DataFrame({"date": pd.DatetimeIndex([]), "ticker": pd.Series(dtype=object), "side": pd.Series(dtype=object),
                              "shares": pd.Series(dtype=float), "price": pd.Series(dtype=float), "value": pd.Series(dtype=float),
                              "fees": pd.Series(dtype=float), "note": pd.Series(dtype=object)})
-    row, column, side, shares, price, fees, closed_out = (np.array(values) for values in zip(*records))
-    no_open = at_close[row, column]
+    row, column, side, shares, price, fees, note = (np.array(values) for values in zip(*records))
+    closed_out = note == DELISTED
     return pd.DataFrame(
         {
             "date": sessions[row - closed_out.astype(int)],
@@ -212,7 +244,7 @@ def _trades(records: list[tuple], sessions: pd.DatetimeIndex, tickers: pd.Index,
             "price": price,
             "value": shares * price,
             "fees": fees,
-            "note": np.where(closed_out, DELISTED, np.where(no_open, NO_OPEN, "")),
+            "note": np.where((note == "") & at_close[row, column], NO_OPEN, note),
         }
     )
 

@@ -648,7 +648,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
                 _fill(night, book, pending, prices, closes, config)
         if session in decisions:
             decision = decisions[session]
-            check_weights(decision.weights, data.tickers, strategy.name, session)
+            check_weights(decision.weights, data.tickers, strategy.name, session, config.max_gross)
             targets = np.array([float(decision.weights.get(t, 0.0)) for t in data.tickers])
             reasons = []
             for ticker, weight in zip(data.tickers, targets):
