@@ -119,12 +119,6 @@ def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, p
     return quality
 
 
-def _listed(data: MarketData) -> pd.DataFrame:
-    """Per ticker: its first and last session with a close (it is listed in between)."""
-    close = data.bars["close"]
-    return pd.DataFrame({"first": close.apply(pd.Series.first_valid_index), "last": close.apply(pd.Series.last_valid_index)})
-
-
 def left_out_note(left_out: dict[str, list[pd.Timestamp]], decisions: int) -> str:
     """Listed tickers a ranking or prediction left out, with their dates (they were not judged there)."""
     ordered = sorted(left_out.items(), key=lambda item: (-len(item[1]), item[0]))
@@ -209,7 +203,7 @@ def _run_backtest(
         raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
     rows, decisions, scores, predictions = [], [], {}, {}
     left_out: dict[str, list[pd.Timestamp]] = {}
-    listed = _listed(data)
+    listed = data.listed
     previous = dict.fromkeys(data.tickers, 0.0)
     for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
         check_weights(decision.weights, data.tickers, strategy.name, date, config.max_gross)

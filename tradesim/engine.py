@@ -229,21 +229,19 @@ def simulate(
 def _trades(records: list[tuple], sessions: pd.DatetimeIndex, tickers: pd.Index, at_close: np.ndarray) -> pd.DataFrame:
     """One row per fill: a delisting close-out is dated the ticker's last session (it sells at that
     close); a next-open fill over an empty open says so."""
-    if not records:
-        return pd.DataFrame({"date": pd.DatetimeIndex([]), "ticker": pd.Series(dtype=object), "side": pd.Series(dtype=object),
-                             "shares": pd.Series(dtype=float), "price": pd.Series(dtype=float), "value": pd.Series(dtype=float),
-                             "fees": pd.Series(dtype=float), "note": pd.Series(dtype=object)})
-    row, column, side, shares, price, fees, note = (np.array(values) for values in zip(*records))
+    table = pd.DataFrame(records, columns=["row", "column", "side", "shares", "price", "fees", "note"])
+    row, column = table["row"].to_numpy(dtype=int), table["column"].to_numpy(dtype=int)
+    shares, price, note = table["shares"].to_numpy(dtype=float), table["price"].to_numpy(dtype=float), table["note"].to_numpy(dtype=object)
     closed_out = note == DELISTED
     return pd.DataFrame(
         {
             "date": sessions[row - closed_out.astype(int)],
             "ticker": np.asarray(tickers)[column],
-            "side": side,
+            "side": table["side"].to_numpy(dtype=object),
             "shares": shares,
             "price": price,
             "value": shares * price,
-            "fees": fees,
+            "fees": table["fees"].to_numpy(dtype=float),
             "note": np.where((note == "") & at_close[row, column], NO_OPEN, note),
         }
     )

@@ -13,10 +13,10 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -276,20 +276,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
     """Write every file of the run directory, atomically: all of it appears, or none."""
     out = Path(out)
     check_run_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_partials(out.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700: a run directory follows the user's umask
+    staging = out.parent / f".{out.name}{PARTIAL}{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()  # with the user's umask (tempfile.mkdtemp would make it 0700)
     try:
         simulation, benchmark = result.simulation, result.benchmark
         (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")

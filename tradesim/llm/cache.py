@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from tradesim.config import CACHE_MODES, tradesim_home
 from tradesim.errors import TradesimError
+from tradesim.sqlite_files import connect_readonly, writable
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -82,17 +82,10 @@ class DecisionCache:
         Readonly opens the file read-only, and as immutable on a read-only file system, where
         SQLite cannot create the shared-memory file a WAL database needs."""
         if self.mode == "readonly":
-            for flags in ("mode=ro", "immutable=1"):
-                connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=60, isolation_level=None, check_same_thread=False)
-                try:
-                    connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-                    return connection
-                except sqlite3.OperationalError:
-                    connection.close()
-            raise TradesimError(f"cache {self.path}: cannot be opened for reading")
+            return connect_readonly(self.path, timeout=60)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+            if not writable(self.path):
                 raise OSError(errno.EROFS, "read-only")
             connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA busy_timeout = 60000")

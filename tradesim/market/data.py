@@ -23,7 +23,7 @@ from tradesim.errors import TradesimError
 from tradesim.market.calendar import DEFAULT_CUTOFF, decision_cutoffs
 from tradesim.market.fundamentals import empty_fundamentals, latest_values, load_fundamentals
 from tradesim.market.news import empty_news, load_news
-from tradesim.market.prices import ACTION_SOURCES, PRINTED_COLUMNS, TickerBars, load_price_path, load_sample, sample_news_path, suspect_note
+from tradesim.market.prices import ACTION_SOURCES, PRINTED_COLUMNS, TickerBars, load_price_path, load_sample, sample_news_path, some_names, suspect_note
 from tradesim.tickers import parse_tickers
 
 PRICE_FIELDS = ("open", "high", "low", "close")  # adjusted, as of the date they are read at
@@ -262,6 +262,14 @@ class MarketData:
         return decision_cutoffs(self.sessions, self.cutoff)
 
     @cached_property
+    def listed(self) -> pd.DataFrame:
+        """Per ticker: its first and last session with a close (it is listed in between; loading
+        keeps no ticker without one)."""
+        priced = np.isfinite(self.arrays["raw_close"])
+        first, last = priced.argmax(axis=0), len(self.sessions) - 1 - priced[::-1].argmax(axis=0)
+        return pd.DataFrame({"first": self.sessions[first], "last": self.sessions[last]}, index=pd.Index(self.tickers, name="ticker"))
+
+    @cached_property
     def ticker_codes(self) -> MappingProxyType:
         """Ticker -> column (a read-only mapping)."""
         return MappingProxyType({t: i for i, t in enumerate(self.tickers)})
@@ -369,7 +377,7 @@ def load_market_data(
         loaded = {ticker: item for ticker, item in loaded.items() if ticker in frames}
         notes.append(
             f"--tickers all: {len(outside)} tickers have no bars between {_day(start, 'the start')} and {_day(end, 'the end')} "
-            f"and are left out ({_listed(outside)})"
+            f"and are left out ({some_names(outside)})"
         )
     order = tuple(frames)
     sessions = pd.DatetimeIndex(sorted(set().union(*(frame.index for frame in frames.values()))), name="date")
@@ -379,7 +387,7 @@ def load_market_data(
         if item.adjusted_by in ACTION_SOURCES.values():
             by_actions.setdefault(item.adjusted_by, []).append(ticker)
     for columns, names in by_actions.items():
-        notes.append(f"no adjusted close: prices of {_listed(names)} are adjusted from {columns} of the source")
+        notes.append(f"no adjusted close: prices of {some_names(names)} are adjusted from {columns} of the source")
     news_items = empty_news()
     if news is None and source == "sample":
         news = str(sample_news_path())
@@ -406,10 +414,6 @@ def load_market_data(
         notes=tuple(notes),
         fundamentals=fundamental_rows,
     )
-
-
-def _listed(names: list[str]) -> str:
-    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def _day(value, default: str) -> str:

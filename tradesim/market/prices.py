@@ -334,11 +334,12 @@ def load_price_path(path: Path, tickers: tuple[str, ...] | None) -> dict[str, Ti
         return loaded
     unknown = [t for t in tickers if t not in loaded]
     if unknown:
-        raise TradesimError(f"--data {path}: unknown ticker {unknown[0]} (the file has {_some(loaded)})")
+        raise TradesimError(f"--data {path}: unknown ticker {unknown[0]} (the file has {some_names(loaded)})")
     return {t: loaded[t] for t in tickers}
 
 
-def _some(names) -> str:
+def some_names(names) -> str:
+    """Up to 12 names, sorted, and how many more."""
     names = sorted(names)
     return ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
 
@@ -388,5 +389,5 @@ def _sample_tickers(source: str, tickers: tuple[str, ...] | None, available: lis
     wanted = tickers if tickers is not None else tuple(available)
     unknown = [t for t in wanted if t not in available]
     if unknown:
-        raise TradesimError(f"--data {source}: unknown ticker {unknown[0]} (the sample has {_some(available)})")
+        raise TradesimError(f"--data {source}: unknown ticker {unknown[0]} (the sample has {some_names(available)})")
     return wanted

@@ -52,10 +52,8 @@ def check_data(data: MarketData, period_start: pd.Timestamp | None = None) -> li
     result = []
     for column, ticker in enumerate(data.tickers):
         priced = np.isfinite(close[:, column])
-        listed = np.zeros(len(sessions), dtype=bool)
-        if priced.any():
-            first, last = np.flatnonzero(priced)[[0, -1]]
-            listed[first : last + 1] = True
+        first, last = data.listed.loc[ticker]
+        listed = (sessions >= first) & (sessions <= last)
         item = data.details[ticker]
         inside = [(day, ratio) for day, ratio in item.suspect_splits if sessions[0] < day <= sessions[-1]]
         result.append(

@@ -500,16 +500,13 @@ def _due_sessions(ledger: Ledger, meta: dict[str, Any], now: pd.Timestamp) -> tu
 
 
 def _check_bars(data, due: pd.DatetimeIndex, source: str) -> tuple[pd.DatetimeIndex, str | None]:
-    """The due sessions with every ticker's bar, up to the first one missing (and why it stops)."""
+    """The due sessions with every ticker's bar, up to the first one missing (and what is missing)."""
     raw_close = data.arrays["raw_close"]
     for position, session in enumerate(due):
         row = data.sessions.get_indexer([session])[0]
         missing = list(data.tickers) if row < 0 else [t for t, v in zip(data.tickers, raw_close[row]) if not np.isfinite(v)]
         if missing:
-            return due[:position], (
-                f"{source}: no bar for {', '.join(missing[:5])} on {session.date()} yet (it has closed); "
-                "try later (a delisted or renamed ticker needs a new account)"
-            )
+            return due[:position], f"{source}: no bar for {', '.join(missing[:5])} on {session.date()} yet (it has closed)"
     return due, None
 
 
@@ -576,12 +573,13 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     due = due[:max_catch_up]
     data = _load(config, due[-1])
     checkpoint("fetched")
-    due, missing = _check_bars(data, due, config.data)
+    due, gap = _check_bars(data, due, config.data)
     if due.empty and closed_since > STALE_FEED_SESSIONS:
         raise PaperRefusal(
-            f"{missing.split('; try later')[0]}, and {closed_since - 1} more sessions have closed since: the feed {config.data!r} "
+            f"{gap}, and {closed_since - 1} more sessions have closed since: the feed {config.data!r} "
             f"looks dead (more than {STALE_FEED_SESSIONS} closed sessions without a bar); fix the source, then run again"
         )
+    missing = gap and f"{gap}; try later (a delisted or renamed ticker needs a new account)"
     if due.empty:
         raise PaperRetry(missing)
     unresolved = _open_events(ledger, _data_events(ledger, data, due, pd.Timestamp(meta["inception"])))

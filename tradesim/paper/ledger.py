@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tradesim.errors import TradesimError
+from tradesim.sqlite_files import connect_readonly, writable
 
 FORMAT = "tradesim-paper-2"
 LEDGER = "ledger.sqlite"
@@ -61,23 +62,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     return connection
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """Read without writing anything: read-only, and as immutable where even the WAL's shared-memory
-    file cannot be made (a read-only disk or a directory the reader cannot write)."""
-    for flags in ("mode=ro", "immutable=1"):
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, isolation_level=None, timeout=30)
-        try:
-            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            return connection
-        except sqlite3.OperationalError:
-            connection.close()
-    return connection
-
-
-def _writable(path: Path) -> bool:
-    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
 def _rows(connection: sqlite3.Connection, table: str, column: str, session: str) -> list[tuple]:
@@ -127,14 +111,14 @@ class Ledger:
         """Open and check the ledger; `readonly` (status, orders, report, verify) writes nothing and
         works on a read-only disk."""
         path = directory / LEDGER
-        if not readonly and path.exists() and not _writable(path):
+        if not readonly and path.exists() and not writable(path):
             raise TradesimError(f"{path}: cannot be written (read-only); `paper status`, `orders`, `report` and `verify` can read it, `paper run` needs it writable")
         if not path.exists():
             raise TradesimError(f"{directory}: no paper account here (`tradesim paper list` shows the accounts)")
         if path.stat().st_size == 0:
             raise LedgerCorrupt(f"{path}: the ledger is empty (truncated?); restore it from a backup, it is never re-initialised")
         try:
-            connection = _connect_readonly(path) if readonly else _connect(path)
+            connection = connect_readonly(path) if readonly else _connect(path)
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
