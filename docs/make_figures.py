@@ -15,6 +15,7 @@ import tradesim
 from tradesim import plots
 from tradesim.config import resolve
 from tradesim.paper import account as paper
+from tradesim.paper import calendar as paper_calendar
 
 IMAGES = Path(__file__).parent / "images"
 
@@ -35,10 +36,10 @@ def main() -> None:
     save(plots.rank_ic(ranked, window=5), "03-ranking-portfolio")
     home = Path(tempfile.mkdtemp(prefix="tradesim-paper-"))
     config = resolve({}, {"strategy": "llmoe", "tickers": "MSFT", "cost_bps": 5, "params": {}})
-    paper.init_account("msft", config, inception="2015-11-02", now=paper.parse_now("2015-10-30T18:00"), home=home)
-    paper.run_account("msft", now=paper.parse_now("2015-12-16T18:30"), max_catch_up=40, home=home)  # as the notebook: a catch-up,
+    paper.init_account("msft", config, inception="2015-11-02", now=paper_calendar.parse_now("2015-10-30T18:00"), home=home)
+    paper.run_account("msft", now=paper_calendar.parse_now("2015-12-16T18:30"), max_catch_up=40, home=home)  # as the notebook: a catch-up,
     for evening in pd.bdate_range("2015-12-17", "2015-12-31"):  # then every evening
-        paper.run_account("msft", now=paper.parse_now(f"{evening.date()}T18:30"), home=home)
+        paper.run_account("msft", now=paper_calendar.parse_now(f"{evening.date()}T18:30"), home=home)
     save(plots.paper_vs_backtest(tradesim.open_paper("msft", home=home)), "04-paper-account")
 
 

@@ -250,6 +250,10 @@ class LLMoEStrategy(LearnedAllInAllOut):
     def models(self) -> list[dict[str, Any]]:
         return [self.model.describe()] if self.model is not None else []
 
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.settings['router']}{', anonymized' if self.settings['anonymize'] else ''})"
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),

@@ -205,7 +205,7 @@ def test_default_run_directory_names_are_one_safe_component_and_follow_the_umask
     import os
     import stat
 
-    from tradesim.report import default_run_dir
+    from tradesim.rundir import default_run_dir
 
     assert default_run_dir("momentum", ("BRK/B",)).name.endswith("-momentum-BRK_B")
     escaped = default_run_dir("momentum", ("../../X", "A"))

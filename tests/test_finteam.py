@@ -39,7 +39,7 @@ def shared(tmp_path_factory) -> Path:
 
 
 def tiny_settings(backbone: str, **extra):
-    from tradesim.finteam.build import BuildSettings, with_overrides
+    from strategies.finteam.build import BuildSettings, with_overrides
 
     values = dict(backbone=backbone, cutoff=CUTOFF, steps=3, batch_size=4, block_length=32, held_out_blocks=4, team_steps=60, team_eval_every=20, acl18_train_limit=60)
     values.update(extra)
@@ -48,7 +48,7 @@ def tiny_settings(backbone: str, **extra):
 
 @pytest.fixture(scope="module")
 def built(tiny_bert, shared, tmp_path_factory):
-    from tradesim.finteam.build import build
+    from strategies.finteam.build import build
 
     home = tmp_path_factory.mktemp("home")
     patch = pytest.MonkeyPatch()
@@ -61,7 +61,7 @@ def built(tiny_bert, shared, tmp_path_factory):
 
 # ------------------------------------------------------------------ corpora and quant text
 def test_flare_row_matches_the_documented_formula():
-    from tradesim.finteam.quant import flare_rows, format_rows
+    from tradesim.evaluation.flare import flare_rows, format_rows
 
     days = pd.bdate_range("2020-01-01", periods=31)
     adj = pd.Series(np.linspace(100, 130, 31), index=days)
@@ -77,7 +77,7 @@ def test_flare_row_matches_the_documented_formula():
 
 
 def test_decontamination_removes_exact_and_overlapping_sentences():
-    from tradesim.finteam.corpora import Decontaminator
+    from strategies.finteam.corpora import Decontaminator
 
     cleaner = Decontaminator()
     cleaner.add("fpb", [PLANTED_FPB + " ."])
@@ -88,8 +88,8 @@ def test_decontamination_removes_exact_and_overlapping_sentences():
 
 
 def test_corpora_keep_only_text_public_before_the_cutoff(shared):
-    from tradesim.finteam.corpora import read_source
-    from tradesim.finteam.quant import HEADER
+    from strategies.finteam.corpora import read_source
+    from tradesim.evaluation.flare import HEADER
 
     cutoff = pd.Timestamp(CUTOFF)
     prices = {"stocknet": shared / "stocknet" / "price_raw", "sp500": shared / "sp500" / "sp500_top100_daily_2012_2021.csv"}
@@ -105,8 +105,8 @@ def test_corpora_keep_only_text_public_before_the_cutoff(shared):
 
 
 def test_no_test_sentence_stays_in_training(shared):
-    from tradesim.finteam.corpora import normalise
-    from tradesim.finteam.tasks import load_splits
+    from tradesim.evaluation.text import normalise
+    from tradesim.evaluation.tasks import load_splits
 
     path = shared / "sentiment" / "fpb" / "Sentences_50Agree.txt"
     original = path.read_text()
@@ -125,8 +125,8 @@ def test_no_test_sentence_stays_in_training(shared):
 # ------------------------------------------------------------------ stage 1
 @pytest.mark.parametrize("kind", ["encoder", "causal", "causal-lora"])
 def test_stage_one_lowers_the_held_out_loss_on_its_own_text(kind, tiny_bert, tmp_path):
-    from tradesim.finteam.backbone import Backbone
-    from tradesim.finteam.pretrain import PretrainSettings, held_out_loss, pretrain
+    from strategies.finteam.backbone import Backbone
+    from strategies.finteam.pretrain import PretrainSettings, held_out_loss, pretrain
 
     source = str(tiny_bert) if kind == "encoder" else str(save_tiny_llama(tmp_path / "llama"))
     settings = PretrainSettings(steps=40, batch_size=8, block_length=32, learning_rate=3e-3, lora_rank=4 if kind == "causal-lora" else 0)
@@ -145,7 +145,7 @@ def test_stage_one_lowers_the_held_out_loss_on_its_own_text(kind, tiny_bert, tmp
 def test_the_hard_gate_picks_exactly_one_expert_per_role():
     import torch
 
-    from tradesim.finteam.team import TeamSettings, build_team
+    from strategies.finteam.team import TeamSettings, build_team
 
     torch.manual_seed(0)
     team = build_team([[0, 1], [2, 3], [4, 5]], 8, {"fpb": 3}, TeamSettings(hidden=8, dropout=0.0))
@@ -181,7 +181,7 @@ def test_the_hard_gate_picks_exactly_one_expert_per_role():
 
 
 def test_the_entropy_term_keeps_experts_in_use():
-    from tradesim.finteam.team import TaskData, TeamSettings, predict, train_team
+    from strategies.finteam.team import TaskData, TeamSettings, predict, train_team
 
     rng = np.random.default_rng(0)
     n, dim = 400, 8
@@ -203,7 +203,7 @@ def test_top_layers_over_stored_token_states_give_the_experts_features(count, ti
     expert's own features (up to the float16 storage), whatever the texts' lengths."""
     import torch
 
-    from tradesim.finteam.backbone import Backbone, HiddenSet, top_layers, top_pooled
+    from strategies.finteam.backbone import Backbone, HiddenSet, top_layers, top_pooled
 
     backbone = Backbone(str(tiny_bert), max_length=24)
     rng = np.random.default_rng(0)
@@ -233,8 +233,8 @@ def test_unfreeze_top_tunes_only_the_chosen_experts_layers(tiny_bert):
 
     from dataclasses import replace
 
-    from tradesim.finteam.backbone import Backbone, HiddenSet, top_layers
-    from tradesim.finteam.team import TaskData, TeamSettings, predict, train_team
+    from strategies.finteam.backbone import Backbone, HiddenSet, top_layers
+    from strategies.finteam.team import TaskData, TeamSettings, predict, train_team
 
     backbone = Backbone(str(tiny_bert))
     config = backbone.model.config
@@ -277,7 +277,7 @@ def copy_state(module) -> dict:
 
 def test_unfreeze_top_refuses_what_it_cannot_tune(tmp_path):
     from tradesim.errors import TradesimError
-    from tradesim.finteam.backbone import check_unfreezable
+    from strategies.finteam.backbone import check_unfreezable
 
     config = save_tiny_llama(tmp_path / "llama")
     from transformers import AutoConfig
@@ -288,7 +288,7 @@ def test_unfreeze_top_refuses_what_it_cannot_tune(tmp_path):
 
 # ------------------------------------------------------------------ the build, evaluation, CLI
 def test_build_records_everything_and_loads_on_rerun(built, tiny_bert, shared, monkeypatch):
-    from tradesim.finteam.build import build, loss_table_text
+    from strategies.finteam.build import build, loss_table_text
 
     result, home = built
     meta = result.meta
@@ -301,8 +301,8 @@ def test_build_records_everything_and_loads_on_rerun(built, tiny_bert, shared, m
     assert "fomc-78516" in meta["teams"]["seed-78516"]["trained_on"] and "fomc-5768" not in meta["teams"]["seed-78516"]["trained_on"]
     assert "the best expert on a corpus" in loss_table_text(meta)
     monkeypatch.setenv("TRADESIM_HOME", str(home))
-    monkeypatch.setattr("tradesim.finteam.pretrain.pretrain", lambda *a, **k: pytest.fail("a rerun must not train"))
-    monkeypatch.setattr("tradesim.finteam.build.train_team", lambda *a, **k: pytest.fail("a rerun must not train"))
+    monkeypatch.setattr("strategies.finteam.pretrain.pretrain", lambda *a, **k: pytest.fail("a rerun must not train"))
+    monkeypatch.setattr("strategies.finteam.build.train_team", lambda *a, **k: pytest.fail("a rerun must not train"))
     again = build(tiny_settings(f"hf:{tiny_bert}"), shared, progress=False, echo=lambda *_: None)
     assert again.directory == result.directory
 
@@ -311,7 +311,7 @@ def test_test_labels_never_reach_training(tiny_bert, tmp_path, monkeypatch):
     """Two builds whose benchmark test labels differ (and nothing else) train identical teams."""
     import torch
 
-    from tradesim.finteam.build import build
+    from strategies.finteam.build import build
 
     states = []
     for labels_seed in (1, 2):
@@ -324,7 +324,8 @@ def test_test_labels_never_reach_training(tiny_bert, tmp_path, monkeypatch):
 
 
 def test_evaluate_prints_every_method_and_logs_the_gate(built, shared, monkeypatch):
-    from tradesim.finteam.evaluate import FineTuneSettings, evaluate_build, results_table
+    from strategies.finteam.evaluate import FineTuneSettings, evaluate_build
+    from tradesim.evaluation.harness import results_table
 
     result, home = built
     monkeypatch.setenv("TRADESIM_HOME", str(home))
@@ -416,7 +417,7 @@ def test_cli_refuses_bad_input_in_one_line(args, message, shared, tiny_bert, tmp
 
 
 def test_spec_scoring_goes_through_the_same_harness(shared, tmp_path, monkeypatch):
-    from tradesim.finteam.evaluate import evaluate_spec, results_table
+    from tradesim.evaluation.harness import evaluate_spec, results_table
     from tradesim.strategy import Runtime
 
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
@@ -429,7 +430,7 @@ def test_spec_scoring_goes_through_the_same_harness(shared, tmp_path, monkeypatc
 
 # ------------------------------------------------------------------ trading
 def _backtest(team_dir: Path, data: Path, tickers: str, train_end: str, **params):
-    from strategies import get_strategy
+    from tradesim.plugins import get_strategy
     from tradesim.backtesting import run_backtest
     from tradesim.config import resolve
 
@@ -491,7 +492,7 @@ def test_weights_missing_from_a_checkpoint_start_the_same_every_time(tiny_bert, 
 
     from transformers import BertModel
 
-    from tradesim.finteam.backbone import Backbone
+    from strategies.finteam.backbone import Backbone
 
     body = tmp_path / "body"
     shutil.copytree(tiny_bert, body)
@@ -504,7 +505,7 @@ def test_weights_missing_from_a_checkpoint_start_the_same_every_time(tiny_bert, 
 
 
 def test_finteam_without_team_uses_the_newest_complete_build_and_says_so(built, tmp_path, monkeypatch):
-    from strategies import get_strategy
+    from tradesim.plugins import get_strategy
     from tradesim.errors import TradesimError
 
     result, home = built

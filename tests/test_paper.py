@@ -19,6 +19,9 @@ from paper_helpers import cli, evening, printed_bars, write_bars, write_config, 
 from tradesim.cli import main
 from tradesim.llm import model as model_module
 from tradesim.paper import account as paper
+from tradesim.paper import calendar as paper_calendar
+from tradesim.paper import identity as paper_identity
+from tradesim.paper import reading as paper_reading
 from tradesim.paper.ledger import LEDGER, Ledger
 
 START, SESSIONS = "2023-01-03", 120
@@ -71,7 +74,7 @@ def night(name="acct", session=None, *extra):
 
 
 def dump(name="acct", home=None):
-    ledger = Ledger.open(paper.account_dir(name, home))
+    ledger = Ledger.open(paper_reading.account_dir(name, home))
     try:
         return ledger.dump()
     finally:
@@ -79,9 +82,9 @@ def dump(name="acct", home=None):
 
 
 def equity(name="acct"):
-    ledger = paper.open_account(name)
+    ledger = paper_reading.open_account(name)
     try:
-        return paper.equity_frame(ledger)
+        return paper_reading.equity_frame(ledger)
     finally:
         ledger.close()
 
@@ -124,8 +127,8 @@ def test_night_by_night_equals_the_backtest_across_a_split_and_a_dividend(tmp_pa
     np.testing.assert_allclose(paper_equity["benchmark"], backtest["benchmark"], rtol=1e-9)  # one rule: bought with the first decision
     assert paper_equity["equity"].nunique() > 3  # it traded
     if strategy == "tradexpert":  # its side tables are kept per session, as the backtest writes them
-        ledger = paper.open_account("acct")
-        kept = paper.side_table(ledger, "rankings")
+        ledger = paper_reading.open_account("acct")
+        kept = paper_reading.side_table(ledger, "rankings")
         ledger.close()
         written = pd.read_parquet(out / "rankings.parquet")
         assert len(kept) > 5 and set(kept["date"]) == set(written["date"])
@@ -133,7 +136,7 @@ def test_night_by_night_equals_the_backtest_across_a_split_and_a_dividend(tmp_pa
     verified = cli("paper", "verify", "acct")
     assert verified.exit_code == 0, verified.output
     if "AAA" in tickers:  # the split multiplied the benchmark's shares, at least
-        ledger = paper.open_account("acct")
+        ledger = paper_reading.open_account("acct")
         kinds = {row[0] for row in ledger.query("SELECT kind FROM actions")}
         ledger.close()
         assert "split" in kinds and ("dividend" in kinds or tickers == ("AAA",))
@@ -151,7 +154,7 @@ def test_dividends_credited_as_cash_are_cash_and_verify(tmp_path):
     before = cash.index < DIVIDEND_DAY
     np.testing.assert_allclose(cash["equity"][before], reinvest["equity"][before], rtol=1e-12)
     credited = cash["cash"].diff()[DIVIDEND_DAY]
-    ledger = paper.open_account("cash")
+    ledger = paper_reading.open_account("cash")
     (shares, amount), = ledger.query("SELECT shares_before, dividend FROM actions WHERE book = 'account'")
     ledger.close()
     assert credited == pytest.approx(shares * amount) and amount == pytest.approx(0.03 * frames(("BBB",))["BBB"]["Close"][97], rel=1e-6)
@@ -194,7 +197,7 @@ def run_in_child(name, session, kill_at=None, max_catch_up=5, home=None):
                 os.environ[paper.KILL_ENV] = kill_at
             paper._reached.clear()
             try:
-                paper.run_account(name, now=paper.parse_now(evening(session.date())), max_catch_up=max_catch_up, home=home)
+                paper.run_account(name, now=paper_calendar.parse_now(evening(session.date())), max_catch_up=max_catch_up, home=home)
             except paper.TradesimError as error:
                 print(error)
                 os._exit(3)
@@ -221,7 +224,7 @@ def test_a_kill_at_any_point_leaves_a_verifiable_account_that_ends_as_if_never_k
         pytest.skip("the n-th pass of a point needs several sessions in one run")
     make_account(tmp_path, cost_bps=5)
     reference_home = tmp_path / "reference"
-    made = paper.init_account("acct", _config(tmp_path), inception=str(INCEPTION.date()), now=paper.parse_now(evening(DATES[89].date())), home=reference_home)
+    made = paper.init_account("acct", _config(tmp_path), inception=str(INCEPTION.date()), now=paper_calendar.parse_now(evening(DATES[89].date())), home=reference_home)
     assert made
     for session in [*before, crash]:
         assert not run_in_child("acct", session, home=reference_home)
@@ -269,7 +272,7 @@ def _config(tmp_path):
 def test_random_kills_over_a_twenty_night_catch_up_end_where_an_unkilled_run_does(tmp_path, home):
     make_account(tmp_path, cost_bps=5, slippage_bps=2)
     reference_home = tmp_path / "reference"
-    paper.init_account("acct", _config(tmp_path), inception=str(INCEPTION.date()), now=paper.parse_now(evening(DATES[89].date())), home=reference_home)
+    paper.init_account("acct", _config(tmp_path), inception=str(INCEPTION.date()), now=paper_calendar.parse_now(evening(DATES[89].date())), home=reference_home)
     end = DATES[109]
     assert not run_in_child("acct", end, max_catch_up=20, home=reference_home)
     rng = random.Random(20)
@@ -297,7 +300,7 @@ def test_two_runs_at_once_process_each_session_once(tmp_path, home):
         pid = os.fork()
         if pid == 0:
             try:
-                paper.run_account("acct", now=paper.parse_now(evening(DATES[95].date())), max_catch_up=10)
+                paper.run_account("acct", now=paper_calendar.parse_now(evening(DATES[95].date())), max_catch_up=10)
             except paper.TradesimError:
                 os._exit(75)
             finally:
@@ -386,7 +389,7 @@ def test_a_changed_fingerprint_is_refused_then_accepted_as_a_new_epoch(tmp_path,
         make_account(tmp_path, "llmoe", ("AAA",), params={**FAST, "router": "fake:1"})
     assert night("acct", DATES[91]).exit_code == 0
     if change == "code":
-        monkeypatch.setattr(paper, "code_hash", lambda cls: "changed")
+        monkeypatch.setattr(paper, "fingerprint_parts", lambda *args: {**paper_identity.fingerprint_parts(*args), "code": "changed"})
     else:  # the same spec now serves other weights
         monkeypatch.setitem(model_module.BACKENDS, "fake", lambda target, options: FakeBackend(f"fake:{target}-retrained"))
     before = dump()
@@ -396,7 +399,7 @@ def test_a_changed_fingerprint_is_refused_then_accepted_as_a_new_epoch(tmp_path,
     accepted = night("acct", DATES[92], "--accept-change", "a reason")
     assert accepted.exit_code == 0 and "epoch 2 starts on" in accepted.output
     assert equity()["epoch"].tolist() == [1, 1, 2]
-    ledger = paper.open_account("acct")
+    ledger = paper_reading.open_account("acct")
     (reason, parts), = ledger.query("SELECT reason, parts FROM epochs WHERE epoch = 2")
     ledger.close()
     assert reason == "a reason" and ("retrained" in parts) == (change == "models")
@@ -451,10 +454,10 @@ def test_yahoo_source_nightly(tmp_path, monkeypatch):
     split_day = dates[int(np.flatnonzero(served.printed["split"] > 0)[0])]
     config = write_config(tmp_path / "y.toml", "yahoo", "momentum", ["MSFT"], cost_bps=5)
     inception = dates[dates.get_loc(split_day) - 3]
-    served.now = paper.parse_now(evening(dates[dates.get_loc(inception) - 1].date()))
+    served.now = paper_calendar.parse_now(evening(dates[dates.get_loc(inception) - 1].date()))
     assert cli("paper", "init", "y", "--config", config, "--inception", inception.date(), "--now", evening(dates[dates.get_loc(inception) - 1].date())).exit_code == 0
     for session in dates[dates.get_loc(inception) : dates.get_loc(split_day) + 6]:
-        served.now = paper.parse_now(evening(session.date()))
+        served.now = paper_calendar.parse_now(evening(session.date()))
         result = cli("paper", "run", "y", "--now", evening(session.date()))
         assert result.exit_code == 0, result.output
     frame = equity("y")
@@ -475,7 +478,7 @@ def test_the_account_opened_from_python_and_its_plot(tmp_path):
     account = tradesim.open_paper("acct")
     frame = equity()
     np.testing.assert_array_equal(account.equity["strategy"], frame["equity"])
-    assert len(account.fills) == len(paper.open_account("acct").query("SELECT * FROM fills"))
+    assert len(account.fills) == len(paper_reading.open_account("acct").query("SELECT * FROM fills"))
     assert list(account.orders["ticker"]) == ["AAA", "BBB", "CCC"] and account.orders["fill_session"].iloc[0] == str(NIGHTS[8].date())
     assert account.positions.index[-1] == NIGHTS[7] and account.decisions["action"].isin(["buy", "sell", "hold"]).all()
     assert account.status(evening(NIGHTS[7].date()))["last_processed"] == str(NIGHTS[7].date())
@@ -524,7 +527,7 @@ def test_the_code_identity_covers_every_module_that_decides_in_an_installed_copy
     def identity():
         script = (
             f"import sys; sys.path.insert(0, {str(site)!r}); import tradesim; assert tradesim.__file__.startswith({str(site)!r}); "
-            "from strategies import get_strategy; from tradesim.paper.account import code_hash; print(code_hash(get_strategy('llmoe')))"
+            "from tradesim.plugins import get_strategy; from tradesim.paper.identity import code_hash; print(code_hash(get_strategy('llmoe')))"
         )
         return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
 
@@ -538,7 +541,7 @@ def test_the_code_identity_covers_every_module_that_decides_in_an_installed_copy
     assert identity() == before
     (site / "tradesim/plots.py").write_text((site / "tradesim/plots.py").read_text() + "\n# a new colour\n")
     assert identity() == before
-    assert "numpy" in json.loads(paper.library_versions()) and json.loads(paper.library_versions())["numpy"] == np.__version__
+    assert "numpy" in json.loads(paper_identity.library_versions()) and json.loads(paper_identity.library_versions())["numpy"] == np.__version__
 
 
 def test_a_night_refuses_a_ledger_edited_after_its_commit(tmp_path):
@@ -546,7 +549,7 @@ def test_a_night_refuses_a_ledger_edited_after_its_commit(tmp_path):
 
     make_account(tmp_path)
     assert night("acct", DATES[93]).exit_code == 0
-    path = paper.account_dir("acct") / LEDGER
+    path = paper_reading.account_dir("acct") / LEDGER
     with sqlite3.connect(path) as connection:
         changed = connection.execute("UPDATE fills SET price = price * 1.01 WHERE rowid = (SELECT MIN(rowid) FROM fills)").rowcount
     assert changed == 1

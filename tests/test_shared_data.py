@@ -160,8 +160,8 @@ def test_tradexpert_fits_on_sp500_in_both_modes_with_every_ranking(tmp_path, mon
 
 
 def test_finteam_standard_splits_and_the_flare_check_row():
-    from tradesim.finteam.quant import flare_rows, format_rows, read_price_source
-    from tradesim.finteam.tasks import load_splits
+    from tradesim.evaluation.flare import flare_rows, format_rows, read_price_source
+    from tradesim.evaluation.tasks import load_splits
 
     aapl = read_price_source(STOCKNET / "price_raw")["AAPL"]
     assert format_rows(flare_rows(aapl).loc["2014-01-02":"2014-01-02"]) == ["2014-01-02,0.5,0.7,-0.2,-1.4,-1.4,1.0,0.8,0.8,1.1,0.8,-0.3"]
@@ -175,7 +175,8 @@ def test_finteam_standard_splits_and_the_flare_check_row():
 
 
 def test_finteam_corpora_are_decontaminated_and_cut_off():
-    from tradesim.finteam.corpora import Decontaminator, benchmark_sentences, expert_corpora, sentences
+    from strategies.finteam.corpora import Decontaminator, benchmark_sentences, expert_corpora
+    from tradesim.evaluation.text import sentences
 
     cutoff = pd.Timestamp("2015-08-01")
     prices = {"stocknet": STOCKNET / "price_raw", "sp500": SP500 / "sp500_top100_daily_2012_2021.csv"}

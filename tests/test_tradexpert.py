@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from fakes import FakeBackend
 from helpers import synthetic_bars, write_ticker_dir
-from strategies.tradexpert import TradExpert
+from strategies.tradexpert.strategy import TradExpert
 from tradesim.backtesting import run_backtest
 from tradesim.cli import main
 from tradesim.config import resolve
@@ -20,7 +20,7 @@ from tradesim.market import load_market_data
 from tradesim.market.factors import FACTOR_HISTORY, FACTORS, compute_factors
 from tradesim.metrics import prediction_quality, rank_ic
 from tradesim.policies import top_k_dropout
-from tradesim.report import write_run_directory
+from tradesim.rundir import write_run_directory
 
 TICKERS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF")
 FAST = {"epochs": 3, "patience": 2, "hidden": 8, "encoder": "fake:enc"}

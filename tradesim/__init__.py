@@ -7,7 +7,7 @@ reads a paper account, and `tradesim.plots` draws them.
 
 __version__ = "0.1.0"
 
-_API = {"backtest": "analysis", "open_run": "analysis", "open_runs": "analysis", "open_paper": "analysis", "plots": None}
+_API = {"backtest": "backtesting", "open_run": "runs", "open_runs": "runs", "open_paper": "paper.reading", "plots": None}
 __all__ = list(_API)
 
 

@@ -1,7 +1,8 @@
 """One backtest: load data, fit on the past, decide date by date, simulate, measure.
 
-This is the library entry point the CLI and notebooks share. It knows the Strategy interface but
-no particular strategy.
+`backtest()` is the library entry point (`tradesim.backtest`); `configure()` and `run_backtest()`
+are what it and `tradesim backtest` share. It knows the Strategy interface but no particular
+strategy: they are found through `tradesim.plugins`.
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from tradesim.config import ALL_TICKERS, SAME_CLOSE_FLAG, RunConfig
+from tradesim import plugins
+from tradesim.config import ALL_TICKERS, KEYS, SAME_CLOSE_FLAG, RunConfig, read_toml, resolve
 from tradesim.engine import NO_OPEN, SimulationResult, simulate
 from tradesim.errors import TradesimError
-from tradesim.market.data import MarketData, load_market_data
+from tradesim.market.data import IN_MEMORY, MarketData, load_market_data
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.market.quality import check_data, quality_summary
 from tradesim.metrics import ANNUALIZATION, performance, prediction_quality, rank_ic, trading
+from tradesim.rundir import check_run_dir, write_run_directory
+from tradesim.runs import Run
 from tradesim.strategy import Runtime, Strategy
 
 DEFAULT_TEST_SESSIONS = 504  # without --train-end, learned strategies test on the last two years
@@ -156,11 +161,15 @@ def run_backtest(
     progress: bool = True,
     state: bytes | None = None,
     on_stage: Callable[[str], None] | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting;
-    `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars)."""
+    `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars);
+    `frame`: the bars, when the config's data is IN_MEMORY."""
+    if (frame is None) != (config.data != IN_MEMORY):
+        raise TradesimError(f"data: {IN_MEMORY} means bars handed over as a DataFrame; give the frame, or a source name or path")
     with seeded_global_random(config.seed):
-        return _run_backtest(config, strategy_class, progress, state, on_stage)
+        return _run_backtest(config, strategy_class, progress, state, on_stage, frame)
 
 
 def _run_backtest(
@@ -169,6 +178,7 @@ def _run_backtest(
     progress: bool,
     state: bytes | None,
     on_stage: Callable[[str], None] | None,
+    frame: pd.DataFrame | None,
 ) -> BacktestResult:
     stage = on_stage or (lambda name: None)
     stage("load")
@@ -177,7 +187,7 @@ def _run_backtest(
     # Named tickers: parameters are checked before any data is read; `all`: once the source names them.
     strategy = strategy_class(config.tickers, config.params, config.seed, runtime) if config.tickers else None
     data = load_market_data(
-        config.data, config.tickers or ALL_TICKERS, config.start, config.end, config.news, config.cutoff, config.fundamentals
+        config.data if frame is None else frame, config.tickers or ALL_TICKERS, config.start, config.end, config.news, config.cutoff, config.fundamentals
     )
     if strategy is None:
         strategy = strategy_class(data.tickers, config.params, config.seed, runtime)
@@ -311,3 +321,93 @@ def _run_backtest(
             "total_s": time.perf_counter() - started,
         },
     )
+
+
+def backtest(
+    strategy: str | type[Strategy] | None = None,
+    tickers: str | Iterable[str] | None = None,
+    *,
+    ticker: str | None = None,
+    config: str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    params: dict[str, Any] | None = None,
+    **options: Any,
+) -> Run:
+    """Run a backtest from Python, with the names of `tradesim backtest`'s flags (`data=`,
+    `train_end=`, `fill=`, `cost_bps=` ...; `config=` a TOML file) and the strategy's own
+    parameters by name (`lookback=60`, `router="minilm"`), checked the same way. `strategy`: a
+    registered name or a Strategy subclass of your own (registered or not); `data=`: a source name,
+    a file or directory, or a long DataFrame of bars (date, ticker, OHLCV, optional adjusted close,
+    with the names and aliases files accept; every ticker of it unless `tickers` says otherwise).
+    Returns the run, in memory, or written to `out` (and read from there) when given."""
+    frame = options.get("data") if isinstance(options.get("data"), pd.DataFrame) else None
+    if frame is not None:
+        options["data"] = IN_MEMORY
+        if ticker is None and tickers is None:
+            tickers = ALL_TICKERS
+    if ticker is not None and tickers is not None:
+        raise TradesimError("ticker and tickers: give one of them, not both")
+    chosen = ticker if ticker is not None else tickers
+    if chosen is not None and not isinstance(chosen, str):
+        chosen = ",".join(chosen)
+    run_options, strategy_params = _split_options(options)
+    values = {"strategy": strategy, "tickers": chosen, "out": None if out is None else str(out), **run_options}
+    resolved, strategy_class = configure(config, values, {**(params or {}), **strategy_params})
+    if resolved.out:
+        check_run_dir(Path(resolved.out), overwrite)
+    bar = _StageBar(progress)
+    try:
+        result = run_backtest(resolved, strategy_class, progress=progress, on_stage=bar.stage, frame=frame)
+    finally:
+        bar.close()
+    if resolved.out:
+        return Run(write_run_directory(result, Path(resolved.out), argv=None, overwrite=overwrite))
+    return Run(result=result)
+
+
+def configure(
+    config_path: str | Path | None, options: dict[str, Any], params: dict[str, Any] | Callable[[type], dict[str, Any]]
+) -> tuple[RunConfig, type]:
+    """A checked RunConfig and its strategy class from a config file (or none), run options (None:
+    not given) and the strategy's parameters by name (or a function of its class giving them, for
+    flags that only the class can read): what `tradesim backtest` and `tradesim.backtest()` both do
+    before running."""
+    file_values = read_toml(Path(config_path)) if config_path else {}
+    chosen = options.get("strategy") or file_values.get("strategy")
+    if not chosen:
+        raise TradesimError("--strategy: no strategy given (see `tradesim strategies`)")
+    strategy_class = plugins.strategy_class(chosen)
+    options = {**options, "strategy": strategy_class.name}
+    given = params(strategy_class) if callable(params) else params
+    config = resolve(file_values, {**options, "params": given}, origin=str(config_path) if config_path else "options")
+    return dataclasses.replace(config, params=strategy_class.resolve_params(config.params)), strategy_class
+
+
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    run_keys = set(KEYS) - {"strategy", "tickers", "ticker", "out", "params"}
+    return {k: v for k, v in options.items() if k in run_keys}, {k: v for k, v in options.items() if k not in run_keys}
+
+
+class _StageBar:
+    """A progress bar over the backtest's stages (a widget in Jupyter, text in a terminal)."""
+
+    STAGES = ("load", "fit", "decide", "simulate")
+
+    def __init__(self, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm  # its widget imports Jupyter's machinery: only when shown
+
+            self.bar = tqdm(total=len(self.STAGES), desc="backtest", leave=False)
+
+    def stage(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
+            if name != self.STAGES[0]:
+                self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -18,7 +18,24 @@ UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT
 
 
 class TradesimGroup(click.Group):
-    """Turns input errors into one clear line and a non-zero exit, never a traceback."""
+    """Turns input errors into one clear line and a non-zero exit, never a traceback; adds the
+    commands plug-ins register (`tradesim.commands`), loaded only when named or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from tradesim.plugins import command_names
+
+        return sorted({*super().list_commands(ctx), *command_names()})
+
+    def get_command(self, ctx: click.Context, name: str):
+        found = super().get_command(ctx, name)
+        if found is not None:
+            return found
+        from tradesim.plugins import command
+
+        try:
+            return command(name)
+        except TradesimError as error:
+            raise click.ClickException(str(error)) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -100,7 +117,7 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     Strategy parameters follow as their own flags, e.g. `--lookback 60` for momentum;
     `tradesim strategies` lists them.
     """
-    from tradesim.analysis import configure
+    from tradesim.backtesting import configure
 
     if ticker and tickers:
         raise TradesimError("--ticker and --tickers: give one of them, not both")
@@ -108,7 +125,8 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     config, strategy_class = configure(config_path, options, lambda strategy_class: parse_strategy_args(strategy_args, strategy_class))
 
     from tradesim.backtesting import run_backtest
-    from tradesim.report import argv_of_process, check_run_dir, default_run_dir, metrics_table, write_run_directory
+    from tradesim.report import metrics_table
+    from tradesim.rundir import argv_of_process, check_run_dir, default_run_dir, write_run_directory
 
     if config.out:
         check_run_dir(Path(config.out), overwrite)
@@ -134,10 +152,17 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
 @main.command("strategies")
 def list_strategies() -> None:
     """List the strategies with a one-line description and their parameters."""
-    from strategies import REGISTRY
+    from tradesim.plugins import distributions, get_strategy, strategy_names
 
-    for name, strategy_class in REGISTRY.items():
-        click.echo(f"{name}: {strategy_class.summary}")
+    origins = distributions()
+    for name in strategy_names():
+        origin = "" if origins.get(name) == "tradesim" else f" [plug-in from {origins.get(name) or 'an unknown package'}]"
+        try:
+            strategy_class = get_strategy(name)
+        except TradesimError as error:  # one broken plug-in does not hide the others
+            click.echo(f"{name}: cannot be used: {error}{origin}")
+            continue
+        click.echo(f"{name}: {strategy_class.summary}{origin}")
         for param in strategy_class.params:
             kind = "flag" if param.type is bool else param.type.__name__
             default = "" if param.default is None else f", default {param.default}"
@@ -247,95 +272,40 @@ def compare(run_dirs: tuple[Path, ...]) -> None:
     click.echo(compare_runs(run_dirs))
 
 
-SHARED_DEFAULT = "../shared/data"
-
-
-def _shared(path: str) -> Path:
-    shared = Path(path)
-    if not shared.is_dir():
-        raise TradesimError(f"--shared {path}: no such directory (the layout of ../shared/data: corpora/, sentiment/, stocknet/, sp500/)")
-    return shared
-
-
-@main.group("finteam")
-def finteam_group() -> None:
-    """FinTeamExperts: build the role experts and the gated team."""
-
-
-@finteam_group.command("build")
-@click.option("--shared", default=SHARED_DEFAULT, show_default=True, help="Folder holding corpora/, sentiment/, stocknet/ and sp500/.")
-@click.option("--backbone", default="minilm", show_default=True, help="minilm (encoder, masked-LM), smollm2 or hf:<id or dir> (causal: next-token).")
-@click.option("--cutoff", default="2015-08-01", show_default=True, help="Only text and price rows public before this date are used.")
-@click.option("--steps", type=click.IntRange(1), default=200, show_default=True, help="Stage-1 steps per expert.")
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Stage-1 blocks per step.")
-@click.option("--block-length", type=click.IntRange(8), default=128, show_default=True, help="Stage-1 tokens per block.")
-@click.option("--learning-rate", type=float, default=2e-4, show_default=True, help="Stage-1 learning rate.")
-@click.option("--lora-rank", type=click.IntRange(0), default=0, show_default=True, help="Causal backbones: LoRA rank for stage 1 (0: every weight).")
-@click.option("--team-steps", type=click.IntRange(1), default=3000, show_default=True, help="Stage-2 steps (one batch of one task each).")
-@click.option("--balance", type=float, default=0.1, show_default=True, help="Weight of the batch-mean usage entropy (keeps experts in use).")
-@click.option("--sharpness", type=float, default=0.0, show_default=True, help="Weight of the per-sample routing entropy penalty (keeps routing decisive).")
-@click.option("--unfreeze-top", type=click.IntRange(0), default=0, show_default=True, help="Stage 2 also fine-tunes each expert's top N layers (BERT-like encoders; 0: frozen features).")
-@click.option("--ablations/--no-ablations", default=True, show_default=True, help="Also train each team without each role (four times the stage-2 work).")
-@click.option("--tasks", default="all", show_default=True, help="Tasks the team is tuned on: fpb, fiqa-sa, fomc, acl18 (comma-separated) or all.")
-@click.option("--acl18-train-limit", type=click.IntRange(2), default=1200, show_default=True, help="ACL18 training examples sampled (stratified).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
-def finteam_build(shared: str, backbone: str, cutoff: str, tasks: str, device: str, **values) -> None:
-    """Stage 1 (each expert pre-trained on its role corpus) and stage 2 (the gated team), stored
-    under $TRADESIM_HOME/models/; the same inputs load instead of training."""
-    import time
-
-    import pandas as pd
-
-    from tradesim.finteam.build import BuildSettings, build, loss_table_text, with_overrides
-    from tradesim.finteam.evaluate import resolve_tasks
-
-    try:
-        pd.Timestamp(cutoff)
-    except ValueError:
-        raise TradesimError(f"--cutoff {cutoff!r}: expected a date YYYY-MM-DD") from None
-    started = time.perf_counter()
-    settings = with_overrides(BuildSettings(), backbone=backbone, cutoff=str(pd.Timestamp(cutoff).date()), tasks=resolve_tasks(tasks), **{
-        (f"team_{k}" if k in ("balance", "sharpness", "unfreeze_top") else k): v for k, v in values.items()
-    })
-    result = build(settings, _shared(shared), device=device, echo=click.echo)
-    click.echo(loss_table_text(result.meta))
-    click.echo(f"team: {result.directory} (cut-off {result.meta['cutoff']}, {time.perf_counter() - started:.0f} s)")
-
-
 @main.command("evaluate")
 @click.argument("model")
 @click.option("--task", default="all", show_default=True, help="fpb, fiqa-sa, fomc, acl18 (comma-separated) or all.")
-@click.option("--shared", default=SHARED_DEFAULT, show_default=True, help="Folder holding sentiment/ and stocknet/.")
+@click.option("--shared", default="../shared/data", show_default=True, help="Folder holding sentiment/ and stocknet/.")
 @click.option("--baseline-steps", type=click.IntRange(0), default=200, show_default=True, help="Steps of the fine-tuned single-model baseline (0: leave it out).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
 @click.option("--llm-cache", type=click.Choice(CACHE_MODES), default="readwrite", show_default=True, help="Decision cache mode (model specs).")
 @click.option("--out", help="Where to write evaluation.json, table.txt and predictions.parquet (default runs/<UTC time>-evaluate-<model>/).")
 def evaluate(model: str, task: str, shared: str, baseline_steps: int, device: str, llm_cache: str, out: str | None) -> None:
-    """Evaluate MODEL on FPB, FiQA-SA, FOMC and ACL18. MODEL is `finteam` (the default build,
-    built first if needed), a build directory from `tradesim finteam build`, or a model spec
-    (hf:..., openai:..., smollm2, minilm) scored zero-shot over the label words."""
+    """Evaluate MODEL on FPB, FiQA-SA, FOMC and ACL18. MODEL is a model spec (hf:..., openai:...,
+    smollm2, minilm) scored zero-shot over the label words, or what an installed evaluator knows:
+    `finteam` (the default build, built first if needed) or a build directory from `tradesim
+    finteam build`."""
     from datetime import datetime, timezone
 
-    from tradesim.finteam.evaluate import FineTuneSettings, evaluate_build, evaluate_spec, resolve_tasks, results_table, write_evaluation
-    from tradesim.report import check_run_dir
+    from tradesim.evaluation.harness import evaluate_spec, resolve_tasks, results_table, write_evaluation
+    from tradesim.evaluation.tasks import shared_directory
+    from tradesim.plugins import evaluators
+    from tradesim.rundir import check_run_dir
+    from tradesim.strategy import Runtime
 
     tasks = resolve_tasks(task)
-    root = _shared(shared)
+    root = shared_directory(shared)
+    claimed = [evaluator for evaluator in evaluators().values() if evaluator.claims(model)]
+    if not claimed and Path(model).is_dir():
+        raise TradesimError(f"evaluate {model}: a directory no installed evaluator recognises (evaluators: {', '.join(evaluators()) or 'none'})")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    label = "finteam" if model == "finteam" or Path(model).is_dir() else model.replace("/", "_").replace(":", "_")[:40]
+    label = claimed[0].name if claimed else model.replace("/", "_").replace(":", "_")[:40]
     target = Path(out) if out else Path("runs") / f"{stamp}-evaluate-{label}"
     check_run_dir(target, False)
     predictions = None
-    if model == "finteam" or Path(model).is_dir():
-        from tradesim.finteam.build import Build, BuildSettings, build
-
-        built = build(BuildSettings(), root, device=device, echo=click.echo) if model == "finteam" else Build.load(Path(model))
-        fine_tune = FineTuneSettings(steps=baseline_steps)
-        results, predictions = evaluate_build(built, root, tasks, fine_tune, device=device, echo=click.echo)
-        meta = {"model": str(built.directory), "cutoff": built.meta["cutoff"], "build": built.meta["content_hash"], "baseline_steps": baseline_steps}
+    if claimed:
+        results, predictions, meta = claimed[0].evaluate(model, root, tasks, baseline_steps=baseline_steps, device=device, echo=click.echo)
     else:
-        from tradesim.strategy import Runtime
-
         results, described = evaluate_spec(model, root, tasks, Runtime(device=device, llm_cache=llm_cache), echo=click.echo)
         meta = {"model": model, "described": described}
     write_evaluation(target, results, predictions, {**meta, "tasks": list(tasks)})
@@ -360,9 +330,10 @@ NOW_HELP = "The current time (ISO; New York time unless a zone is given). Defaul
 @click.option("--now", help=NOW_HELP)
 def paper_init(name: str, config_path: Path, inception: str | None, capital: float | None, dividends: str, now: str | None) -> None:
     """Create an account: fit the strategy once on the data before the inception and store it."""
-    from strategies import get_strategy
+    from tradesim.plugins import get_strategy
     from tradesim.config import read_toml, resolve
-    from tradesim.paper.account import init_account, parse_now
+    from tradesim.paper.account import init_account
+    from tradesim.paper.calendar import parse_now
 
     file_values = read_toml(config_path)
     config = resolve(file_values, {}, origin=str(config_path))
@@ -390,7 +361,8 @@ def paper_run(name: str, now: str | None, max_catch_up: int, accept_change: str 
     Exit 0: done (or nothing to do); 75: try later (session not closed, bar missing, another run
     busy); 2: refused until a person looks (restated bar, unmatched jump, changed fingerprint,
     corrupt ledger)."""
-    from tradesim.paper.account import notify, parse_now, run_account
+    from tradesim.paper.account import notify, run_account
+    from tradesim.paper.calendar import parse_now
 
     try:
         summary = run_account(name, now=parse_now(now), max_catch_up=max_catch_up, accept_change=accept_change, progress=False)
@@ -424,7 +396,8 @@ def paper_status(name: str, now: str | None, as_json: bool) -> None:
     """Last processed and next due session, positions, cash, equity, orders, fingerprint, data events."""
     import json
 
-    from tradesim.paper.account import parse_now, status_of
+    from tradesim.paper.calendar import parse_now
+    from tradesim.paper.reading import status_of
 
     status = status_of(name, parse_now(now))
     if as_json:
@@ -448,7 +421,7 @@ def paper_status(name: str, now: str | None, as_json: bool) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="Print the orders as CSV.")
 def paper_orders(name: str, as_csv: bool) -> None:
     """Tomorrow's orders: target weight per ticker, with the reason for each."""
-    from tradesim.paper.account import open_account, pending_orders
+    from tradesim.paper.reading import open_account, pending_orders
 
     ledger = open_account(name)
     try:
@@ -465,7 +438,7 @@ def paper_orders(name: str, as_csv: bool) -> None:
 def paper_report(name: str, backtest: bool, out: Path | None) -> None:
     """An HTML page: paper equity against the backtest of the same sessions and the benchmark;
     the last night's fills, corporate actions, positions and tomorrow's orders."""
-    from tradesim.paper.account import backtest_equity, open_account
+    from tradesim.paper.reading import backtest_equity, open_account
     from tradesim.paper.ledger import write_atomically
     from tradesim.paper.report import account_report
 
@@ -485,7 +458,8 @@ def paper_report(name: str, backtest: bool, out: Path | None) -> None:
 @click.argument("name")
 def paper_verify(name: str) -> None:
     """Recompute positions, cash and equity from capital, fills and corporate actions; check the hash chain."""
-    from tradesim.paper.account import PaperRefusal, open_account, verify_account
+    from tradesim.paper.account import PaperRefusal
+    from tradesim.paper.reading import open_account, verify_account
 
     ledger = open_account(name)
     try:
@@ -501,7 +475,7 @@ def paper_verify(name: str) -> None:
 @paper_group.command("list")
 def paper_list() -> None:
     """The accounts under $TRADESIM_HOME/paper."""
-    from tradesim.paper.account import list_accounts
+    from tradesim.paper.reading import list_accounts
 
     accounts = list_accounts()
     if not accounts:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+import pandas as pd
 
 from tradesim.metrics import ANNUALIZATION
 
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from tradesim.analysis import PaperAccount, Run, Runs
+    from tradesim.paper.reading import PaperAccount
+    from tradesim.runs import Run, Runs
 
 STRATEGY, BENCHMARK, BACKTEST = "#1f5fa8", "#888888", "#d9822b"
 UP, DOWN = "#2e8b57", "#c0392b"
@@ -51,30 +53,63 @@ def _finish(ax: Axes, title: str | None = None, ylabel: str | None = None, legen
     ax.grid(alpha=0.3)
 
 
+STYLES = {
+    "strategy": {"color": STRATEGY, "linewidth": 1.3},
+    "benchmark": {"color": BENCHMARK, "linewidth": 1.0},
+    "backtest": {"color": BACKTEST, "linewidth": 1.0, "linestyle": "--"},
+}
+
+
+def equity_curves(
+    frame: pd.DataFrame, kinds: Sequence[str], title: str | None = None, ax: Axes | None = None, drawdown_ax: Axes | None = None,
+    log: bool | None = None, with_drawdown: bool = True, size: tuple[float, float] = (10, 6),
+) -> Figure:
+    """The one equity figure (runs, report.html, paper accounts): each column of `frame` a curve
+    drawn as its kind (`strategy`, `benchmark`, `backtest`), log scale when the curves span more
+    than ten times; with no axes given, their drawdowns in a panel under them."""
+    if ax is None:
+        if with_drawdown:
+            _, (ax, drawdown_ax) = new_figure(2, height_ratios=(3, 1), size=size)
+        else:
+            _, ax = new_figure(size=size)
+    for (label, series), kind in zip(frame.items(), kinds):
+        ax.plot(series.index, series.to_numpy(), label=label, **STYLES[kind])
+    if log if log is not None else frame.max().max() > 10 * frame.min().min() > 0:
+        ax.set_yscale("log")
+    _finish(ax, title, "equity")
+    if drawdown_ax is not None:
+        drawdowns(frame, kinds, drawdown_ax)
+    return ax.figure
+
+
+def drawdowns(frame: pd.DataFrame, kinds: Sequence[str], ax: Axes | None = None) -> Figure:
+    """Each curve's drawdown in percent under its running peak (the strategy's shaded)."""
+    if ax is None:
+        _, ax = new_figure(size=(10, 3))
+    for (label, series), kind in zip(frame.items(), kinds):
+        down = (series / series.cummax() - 1) * 100
+        text = f"{label} (max {down.min():.1f}%)"
+        if kind == "strategy":
+            ax.fill_between(down.index, down.to_numpy(), 0, color=STYLES[kind]["color"], alpha=0.3, label=text)
+        else:
+            ax.plot(down.index, down.to_numpy(), label=text, **STYLES[kind])
+    _finish(ax, None, "drawdown %")
+    return ax.figure
+
+
+def _labelled(run: Run) -> pd.DataFrame:
+    return run.equity.set_axis([run.label, run.benchmark_name], axis=1)
+
+
 def equity(run: Run, ax: Axes | None = None, drawdown_ax: Axes | None = None, log: bool | None = None) -> Figure:
     """Equity against the benchmark; with no axes given, the drawdown in a panel under it."""
-    if ax is None:
-        figure, (ax, drawdown_ax) = new_figure(2, height_ratios=(3, 1), size=(10, 6))
-    curves = run.equity
-    ax.plot(curves.index, curves["strategy"].to_numpy(), color=STRATEGY, linewidth=1.3, label=run.label)
-    ax.plot(curves.index, curves["benchmark"].to_numpy(), color=BENCHMARK, linewidth=1.0, label=run.benchmark_name)
-    if log if log is not None else curves.max().max() > 10 * curves.min().min() > 0:
-        ax.set_yscale("log")
-    _finish(ax, f"{run.label} on {', '.join(run.tickers[:6])}{' ...' if len(run.tickers) > 6 else ''}", "equity")
-    if drawdown_ax is not None:
-        drawdown(run, ax=drawdown_ax)
-    return ax.figure
+    title = f"{run.label} on {', '.join(run.tickers[:6])}{' ...' if len(run.tickers) > 6 else ''}"
+    return equity_curves(_labelled(run), ("strategy", "benchmark"), title, ax, drawdown_ax, log)
 
 
 def drawdown(run: Run, ax: Axes | None = None) -> Figure:
     """The strategy's and the benchmark's drawdown, in percent under their running peaks."""
-    if ax is None:
-        _, ax = new_figure(size=(10, 3))
-    frame = run.drawdown * 100
-    ax.fill_between(frame.index, frame["strategy"].to_numpy(), 0, color=STRATEGY, alpha=0.3, label=f"{run.label} (max {frame['strategy'].min():.1f}%)")
-    ax.plot(frame.index, frame["benchmark"].to_numpy(), color=BENCHMARK, linewidth=1.0, label=f"benchmark (max {frame['benchmark'].min():.1f}%)")
-    _finish(ax, None, "drawdown %")
-    return ax.figure
+    return drawdowns(_labelled(run), ("strategy", "benchmark"), ax)
 
 
 def rolling(run: Run, window: int = 63, ax: Axes | None = None, volatility_ax: Axes | None = None) -> Figure:
@@ -209,14 +244,13 @@ def paper_vs_backtest(account: PaperAccount, ax: Axes | None = None) -> Figure:
         _, ax = new_figure(size=(10, 4.5))
     frame = account.equity
     backtest = account.backtest
-    ax.plot(frame.index, frame["strategy"].to_numpy(), color=STRATEGY, linewidth=2.5, alpha=0.6, label=f"paper {account.name}")
     shared = backtest.index.intersection(frame.index)
     gap = float(np.max(np.abs(frame["strategy"].reindex(shared) / backtest.reindex(shared) - 1))) if len(shared) else np.nan
-    ax.plot(backtest.index, backtest.to_numpy(), color=BACKTEST, linewidth=1.0, linestyle="--", label=f"backtest (largest gap {gap:.1e})")
-    ax.plot(frame.index, frame["benchmark"].to_numpy(), color=BENCHMARK, linewidth=1.0, label="benchmark")
+    curves = pd.DataFrame({f"paper {account.name}": frame["strategy"], f"backtest (largest gap {gap:.1e})": backtest, "benchmark": frame["benchmark"]})
+    equity_curves(curves, ("strategy", "backtest", "benchmark"), f"paper account {account.name}", ax, log=False)
     late = frame.index[frame["late"].astype(bool)]
     if len(late):
         ax.scatter(late, frame.loc[late, "strategy"].to_numpy(), marker="x", s=14, color=DOWN, label="late decisions (a catch-up)", zorder=3)
-    _finish(ax, f"paper account {account.name}", "equity")
+        _finish(ax, f"paper account {account.name}", "equity")
     return ax.figure
 

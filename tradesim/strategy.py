@@ -201,9 +201,14 @@ class Strategy(abc.ABC):
         run directory as `<name>.parquet`."""
         return {}
 
+    @property
+    def label(self) -> str:
+        """What the run is, in a few words, where runs are compared (default: the name)."""
+        return self.name
+
     def describe(self) -> dict[str, Any]:
-        """What run.json records about the strategy (resolved parameters, models used)."""
-        return {"name": self.name, "params": self.settings, "models": self.models()}
+        """What run.json records about the strategy (resolved parameters, models used, its label)."""
+        return {"name": self.name, "label": self.label, "params": self.settings, "models": self.models()}
 
 
 def _pickle(values: dict[str, Any]) -> bytes:

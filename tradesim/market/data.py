@@ -23,7 +23,7 @@ from tradesim.errors import TradesimError
 from tradesim.market.calendar import DEFAULT_CUTOFF, decision_cutoffs
 from tradesim.market.fundamentals import empty_fundamentals, latest_values, load_fundamentals
 from tradesim.market.news import empty_news, load_news
-from tradesim.market.prices import ACTION_SOURCES, PRINTED_COLUMNS, TickerBars, load_price_path, load_sample, sample_news_path, some_names, suspect_note
+from tradesim.market.prices import ACTION_SOURCES, PRINTED_COLUMNS, TickerBars, load_price_frame, load_price_path, load_sample, sample_news_path, some_names, suspect_note
 from tradesim.tickers import parse_tickers
 
 PRICE_FIELDS = ("open", "high", "low", "close")  # adjusted, as of the date they are read at
@@ -32,6 +32,8 @@ FIELDS = (*PRICE_FIELDS, "volume", "raw_open", "raw_high", "raw_low", "raw_close
 # before, so that one missing bar does not drop a ticker from a decision or from every window that
 # contains it; a longer gap, or data that has ended, leaves the ticker out.
 CARRIED_BARS = 1
+# The `data` of a run whose bars were handed over as a DataFrame (tradesim.backtest(data=frame)).
+IN_MEMORY = "<DataFrame>"
 _KEY_SHIFT = 1 << 34  # news index key: ticker code * 2**34 + seconds since 1900 (good until 2444)
 _EPOCH_1900_S = 2_208_988_800
 
@@ -335,7 +337,7 @@ def _stack(frames: dict[str, pd.DataFrame], sessions: pd.DatetimeIndex) -> dict[
 
 
 def load_market_data(
-    source: str,
+    source: str | pd.DataFrame,
     tickers,
     start=None,
     end=None,
@@ -344,7 +346,11 @@ def load_market_data(
     fundamentals: str | None = None,
 ) -> MarketData:
     """Load, validate and cut to [start, end] the bars (and news, fundamentals) of the given
-    tickers (`all`, lower case, or None: every ticker of the source; `ALL` is Allstate)."""
+    tickers (`all`, lower case, or None: every ticker of the source; `ALL` is Allstate). `source`:
+    `sample`, `sample-long`, `yahoo`, a file or directory, or a long DataFrame of bars."""
+    frame = None
+    if isinstance(source, pd.DataFrame):
+        frame, source = source, IN_MEMORY
     wanted = None if isinstance(tickers, str) and tickers.strip() == "all" else parse_tickers(tickers)  # "ALL" is Allstate
     if wanted is None and source == "yahoo":
         raise TradesimError("--tickers all: the yahoo source has no list of tickers; name them")
@@ -352,7 +358,7 @@ def load_market_data(
     end = None if end is None else pd.Timestamp(end)
     if start is not None and end is not None and start > end:
         raise TradesimError(f"--start {start.date()} is after --end {end.date()}")
-    loaded = load_bars(source, wanted, start, end)
+    loaded = load_price_frame(frame, wanted, "data (a DataFrame)") if frame is not None else load_bars(source, wanted, start, end)
     frames: dict[str, pd.DataFrame] = {}
     outside: list[str] = []
     suspects: list[str] = []

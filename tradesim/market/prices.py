@@ -68,6 +68,9 @@ class TickerBars:
     notes: list[str] = field(default_factory=list)  # what the source wants said in the run's notes
 
 
+_TEXT_UNIT = pd.to_datetime(pd.Series(["2000-01-01"])).dt.unit
+
+
 def parse_dates(values: pd.Series, origin: str, positions: np.ndarray) -> pd.DatetimeIndex:
     """Parse a date column into naive session dates, naming the first bad line."""
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -87,7 +90,9 @@ def parse_dates(values: pd.Series, origin: str, positions: np.ndarray) -> pd.Dat
         )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
-    return pd.DatetimeIndex(parsed.dt.normalize())
+    # One resolution whatever the input (datetime columns of a DataFrame or Parquet file are often
+    # ns, parsed text is what this pandas parses text to), so sessions from any source align.
+    return pd.DatetimeIndex(parsed.dt.normalize()).as_unit(_TEXT_UNIT)
 
 
 def _numeric(values: pd.Series, name: str, origin: str, positions: np.ndarray) -> np.ndarray:
@@ -313,6 +318,25 @@ def _data_files(directory: Path) -> dict[str, Path]:
     return files
 
 
+def load_price_frame(table: pd.DataFrame, tickers: tuple[str, ...] | None, origin: str) -> dict[str, TickerBars]:
+    """Bars from a long DataFrame handed over in memory (date, ticker, OHLCV, optional adjusted
+    close: the column names and aliases files accept; the date may be the index)."""
+    if not isinstance(table.index, pd.RangeIndex):
+        table = table.reset_index(drop=table.index.name is None and not isinstance(table.index, pd.DatetimeIndex))
+    return _chosen(bars_from_table(table, origin, None), tickers, f"{origin}: unknown ticker {{ticker}} (the frame has {{names}})")
+
+
+def _chosen(loaded: dict[str, TickerBars], tickers: tuple[str, ...] | None, unknown_message: str) -> dict[str, TickerBars]:
+    """The requested tickers of a table's bars (all when None); the first missing one is an error
+    (`unknown_message` with {ticker} and {names} in it, replaced as plain text)."""
+    if tickers is None:
+        return loaded
+    unknown = [t for t in tickers if t not in loaded]
+    if unknown:
+        raise TradesimError(unknown_message.replace("{ticker}", unknown[0]).replace("{names}", some_names(loaded)))
+    return {t: loaded[t] for t in tickers}
+
+
 def load_price_path(path: Path, tickers: tuple[str, ...] | None) -> dict[str, TickerBars]:
     """Load bars from a per-ticker directory or one file; only the requested tickers when given."""
     if not path.exists():
@@ -329,13 +353,7 @@ def load_price_path(path: Path, tickers: tuple[str, ...] | None) -> dict[str, Ti
         for ticker in wanted:
             loaded.update(bars_from_table(read_table(files[ticker]), str(files[ticker]), ticker))
         return {t: loaded[t] for t in wanted if t in loaded}
-    loaded = bars_from_table(read_table(path), str(path), stem(path).upper())
-    if tickers is None:
-        return loaded
-    unknown = [t for t in tickers if t not in loaded]
-    if unknown:
-        raise TradesimError(f"--data {path}: unknown ticker {unknown[0]} (the file has {some_names(loaded)})")
-    return {t: loaded[t] for t in tickers}
+    return _chosen(bars_from_table(read_table(path), str(path), stem(path).upper()), tickers, f"--data {path}: unknown ticker {{ticker}} (the file has {{names}})")
 
 
 def some_names(names) -> str:

@@ -13,19 +13,17 @@ two agree because the split/dividend steps are the same ones the adjusted prices
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import fcntl
 import hashlib
-import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,22 +31,25 @@ import numpy as np
 import pandas as pd
 
 from tradesim.backtesting import check_weights, order_action, seeded_global_random
-from tradesim.config import RunConfig, tradesim_home
+from tradesim.config import RunConfig
 from tradesim.engine import rebalance
 from tradesim.errors import TradesimError
+from tradesim.market.data import load_market_data
+from tradesim.paper.calendar import CALENDAR, calendar, close_time, due_sessions, last_closed, next_session, session_day
+from tradesim.paper.identity import changed_parts, fingerprint_parts
 from tradesim.paper.ledger import BOOKS, LEDGER, SESSION_TABLES, Ledger, LedgerCorrupt, fingerprint_of, write_atomically
+from tradesim.paper.reading import LOCK, OUTPUTS, RUNNING, account_dir, config_of, outputs_current, pending_orders
+from tradesim.paper.report import account_report
+from tradesim.plugins import get_strategy
 from tradesim.strategy import Runtime, Strategy
 
-CALENDAR = "XNYS"
+
 DIVIDEND_MODES = ("reinvest", "cash")
 DEFAULT_MAX_CATCH_UP = 5
 JUMP_LIMIT = 1.5  # a session's adjusted close above 1.5x or below 1/1.5 of the last one is a data event
 RESTATE_TOLERANCE = 1e-6  # relative, as the Yahoo cache's: float noise is not a restatement
 KILL_ENV = "TRADESIM_PAPER_KILL_AT"  # test-only: "point" or "point:n", the process kills itself there
 KILL_POINTS = ("fetched", "decided", "before-commit", "after-commit", "report")
-RUNNING = "running.json"
-OUTPUTS = "outputs.json"  # the session orders.csv and report.html were written for
-LOCK = "lock"
 REASON_KEYS = ("predicted", "router_label", "expert_probability", "probability", "rank", "score", "signal")
 PRINTED = ("raw_open", "raw_high", "raw_low", "raw_close", "volume", "adjustment_step")
 
@@ -85,181 +86,12 @@ def checkpoint(point: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-@lru_cache(maxsize=1)
-def calendar():
-    import exchange_calendars
-
-    return exchange_calendars.get_calendar(CALENDAR, start="1990-01-01")
-
-
-def last_closed(now: pd.Timestamp) -> pd.Timestamp:
-    """The newest session whose close is before `now`."""
-    return calendar().minute_to_past_session(now.floor("min"))
-
-
-def next_session(session: pd.Timestamp) -> pd.Timestamp:
-    return calendar().next_session(session)
-
-
-def close_time(session: pd.Timestamp) -> str:
-    return calendar().session_close(session).tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M %Z")
-
-
-def parse_now(now: str | None) -> pd.Timestamp:
-    """`--now` (an ISO time; without a zone it is New York time) or the clock."""
-    if now is None:
-        return pd.Timestamp.now(tz="UTC")
-    try:
-        stamp = pd.Timestamp(now)
-    except ValueError:
-        raise TradesimError(f"--now: expected a time like 2024-03-05T18:30 (New York time unless a zone is given), got {now!r}") from None
-    stamp = (stamp.tz_localize("America/New_York") if stamp.tzinfo is None else stamp).tz_convert("UTC")
-    known = calendar()
-    last = known.session_close(known.sessions[-2])  # a night needs the session after the last closed one
-    if not known.first_minute <= stamp <= last:
-        raise TradesimError(
-            f"--now {now}: outside the {CALENDAR} calendar exchange_calendars knows "
-            f"({known.sessions[0].date()}..{known.sessions[-2].date()}); give a time inside it"
-        )
-    return stamp
-
-
-def accounts_home(home: Path | None = None) -> Path:
-    return (home or tradesim_home()) / "paper"
-
-
-def account_dir(name: str, home: Path | None = None) -> Path:
-    if not name or "/" in name or name.startswith("."):
-        raise TradesimError(f"paper account name {name!r}: expected a plain name like msft-llmoe")
-    return accounts_home(home) / name
-
-
-def _day(stamp: pd.Timestamp) -> str:
-    return str(pd.Timestamp(stamp).date())
-
-
-# ---------------------------------------------------------------------- what decides
-# Where a decision is made and filled besides the strategy's own module: the session step and the
-# night that runs it.
-DECIDING_ROOTS = ("tradesim.engine", "tradesim.paper.account")
-# Libraries whose versions change numbers: a new version is a new epoch, like new code.
-NUMERIC_LIBRARIES = (
-    "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "tokenizers", "sentence-transformers",
-    "exchange-calendars", "pyarrow", "gguf", "peft",
-)
-
-
-def deciding_modules(strategy_class: type[Strategy]) -> dict[str, Path]:
-    """Every tradesim and strategies module that can change a decision: those the strategy's module
-    and DECIDING_ROOTS import, followed through every import statement (function-local ones too)
-    to the end, read from the installed source files."""
-    found: dict[str, Path] = {}
-    waiting = [strategy_class.__module__, *(cls.__module__ for cls in strategy_class.__mro__), *DECIDING_ROOTS]
-    while waiting:
-        name = waiting.pop()
-        if name in found or not name.startswith(("tradesim", "strategies")):
-            continue
-        path = _source_of(name)
-        if path is None:
-            continue
-        found[name] = path
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        waiting += _imported_names(path, package)
-        parent = name.rpartition(".")[0]
-        if parent:
-            waiting.append(parent)  # a package's __init__ runs before any of its modules
-    return found
-
-
-def _source_of(name: str) -> Path | None:
-    """The installed source file of a tradesim or strategies module (None: not a module, e.g. a
-    function named in `from module import function`), found without importing anything."""
-    top, _, rest = name.partition(".")
-    spec = importlib.util.find_spec(top)
-    if spec is None or spec.origin is None:
-        return None
-    base = Path(spec.origin).parent.joinpath(*rest.split(".")) if rest else Path(spec.origin).parent
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def _imported_names(path: Path, package: str) -> list[str]:
-    names = []
-    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            names.append(base)
-            names += [f"{base}.{alias.name}" for alias in node.names]  # `from package import module`
-    return names
-
-
-def code_hash(strategy_class: type[Strategy]) -> str:
-    """sha256 over the source of every module that can change a decision (`deciding_modules`)."""
-    digest = hashlib.sha256()
-    for name, path in sorted(deciding_modules(strategy_class).items()):
-        digest.update(name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def library_versions() -> str:
-    from importlib import metadata
-
-    versions = {}
-    for name in NUMERIC_LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return json.dumps(versions, sort_keys=True)
-
-
-def fingerprint_parts(config: RunConfig, strategy: Strategy, fitted_sha: str, dividends: str) -> dict[str, str]:
-    """Everything that changes decisions, one entry per kind (a change names the entry)."""
-    described = strategy.describe()
-    models = sorted({(m.get("spec"), m.get("fingerprint")) for m in described.get("models", [])})
-    return {
-        "strategy": strategy.name,
-        "parameters": json.dumps(strategy.settings, sort_keys=True, default=str),
-        "tickers": ",".join(strategy.tickers),
-        "trading": json.dumps({"fill": strategy.runtime.fill, "cost_bps": config.cost_bps, "slippage_bps": config.slippage_bps, "dividends": dividends}),
-        "sources": json.dumps({"data": config.data, "news": config.news, "fundamentals": config.fundamentals, "start": config.start, "cutoff": config.cutoff}),
-        "seed": str(config.seed),
-        "code": code_hash(type(strategy)),
-        "libraries": library_versions(),
-        "models": json.dumps(models),
-        "templates": json.dumps({k: v for k, v in described.items() if "template" in k}, sort_keys=True, default=str),
-        "fitted_state": fitted_sha,
-        "calendar": CALENDAR,
-    }
-
-
-def changed_parts(stored: dict[str, str], current: dict[str, str]) -> list[str]:
-    """Entries that differ; models only when this run used any (they load on first use)."""
-    return [key for key in current if stored.get(key) != current[key] and not (key == "models" and current[key] == "[]")]
-
-
-def _config_of(meta: dict[str, Any]) -> RunConfig:
-    values = dict(meta["config"])
-    return RunConfig(**{**values, "tickers": tuple(values["tickers"])})
-
-
 def _strategy(config: RunConfig, fill: str, progress: bool) -> Strategy:
-    from strategies import get_strategy
-
     runtime = Runtime(device=config.device, fill=fill, llm_cache=config.llm_cache, progress=progress)
     return get_strategy(config.strategy)(config.tickers, config.params, config.seed, runtime)
 
 
 def _load(config: RunConfig, end: pd.Timestamp):
-    from tradesim.market.data import load_market_data
-
     return load_market_data(config.data, config.tickers, config.start, end, config.news, config.cutoff, config.fundamentals)
 
 
@@ -309,7 +141,7 @@ def _init_account(
     fill = config.fill
     if fill == "next-open" and not data.has_ohlc:
         fill = "next-close"
-    config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=_day(first), out=None)
+    config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=session_day(first), out=None)
     strategy = _strategy(config, fill, progress)
     config = dataclasses.replace(config, params=strategy.settings)
     if strategy.looks_ahead:
@@ -327,18 +159,16 @@ def _init_account(
         "name": name,
         "config": config.to_dict(),
         "capital": config.capital,
-        "inception": _day(first),
+        "inception": session_day(first),
         "fill": fill,
         "dividends": dividends,
-        "fitted_through": _day(data.sessions[-1]),
+        "fitted_through": session_day(data.sessions[-1]),
         "notes": list(data.notes) + strategy.notes,
     }
     staging = directory.with_name(f".{name}.init")
     if staging.exists():
-        import shutil
-
         shutil.rmtree(staging)
-    ledger = Ledger.create(staging, meta, blob, parts, _day(first))
+    ledger = Ledger.create(staging, meta, blob, parts, session_day(first))
     ledger.close()
     os.replace(staging, directory)
     return {**meta, "directory": str(directory), "fingerprint": fingerprint_of(parts)}
@@ -370,18 +200,6 @@ def locked(directory: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()
-
-
-def _is_locked(directory: Path) -> bool:
-    if not (directory / LOCK).exists():
-        return False
-    with open(directory / LOCK, "r") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
 
 
 class Book:
@@ -490,15 +308,6 @@ def run_account(
             ledger.close()
 
 
-def _due_sessions(ledger: Ledger, meta: dict[str, Any], now: pd.Timestamp) -> tuple[pd.DatetimeIndex, pd.Timestamp]:
-    last = ledger.last_session()
-    first = pd.Timestamp(meta["inception"]) if last is None else next_session(pd.Timestamp(last))
-    closed = last_closed(now)
-    if first > closed:
-        return pd.DatetimeIndex([]), first
-    return calendar().sessions_in_range(first, closed), first
-
-
 def _check_bars(data, due: pd.DatetimeIndex, source: str) -> tuple[pd.DatetimeIndex, str | None]:
     """The due sessions with every ticker's bar, up to the first one missing (and what is missing)."""
     raw_close = data.arrays["raw_close"]
@@ -517,7 +326,7 @@ def _data_events(ledger: Ledger, data, due: pd.DatetimeIndex, inception: pd.Time
     sessions = data.sessions
     extra = sessions[(sessions >= inception) & (sessions <= due[-1]) & ~sessions.isin(calendar().sessions_in_range(inception, due[-1]))]
     for day in extra:
-        events.append((f"not-a-session/{day.date()}", _day(day), "*", "not-a-session", f"the data has a bar on {day.date()}, which is not an {CALENDAR} session"))
+        events.append((f"not-a-session/{day.date()}", session_day(day), "*", "not-a-session", f"the data has a bar on {day.date()}, which is not an {CALENDAR} session"))
     stored = ledger.query(f"SELECT session, ticker, {', '.join(PRINTED)} FROM bars")
     if stored:  # every bar the account used against the source now, all at once
         frame = pd.DataFrame(stored, columns=["session", "ticker", *PRINTED])
@@ -542,7 +351,7 @@ def _data_events(ledger: Ledger, data, due: pd.DatetimeIndex, inception: pd.Time
         for ticker, move, step in zip(data.tickers, moves, steps[row]):
             if np.isfinite(move) and (move > JUMP_LIMIT or move < 1 / JUMP_LIMIT):
                 split = f"a split/dividend step of {step:g} leaves" if step != 1 else "no split explains"
-                events.append((f"jump/{session.date()}/{ticker}", _day(session), ticker, "jump", f"{ticker} moved {move - 1:+.1%} on {session.date()} ({split} it)"))
+                events.append((f"jump/{session.date()}/{ticker}", session_day(session), ticker, "jump", f"{ticker} moved {move - 1:+.1%} on {session.date()} ({split} it)"))
     return events
 
 
@@ -558,8 +367,8 @@ def _open_events(ledger: Ledger, events: list[tuple]) -> list[tuple]:
 
 def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept_change: str | None, progress: bool) -> RunSummary:
     meta = ledger.meta()
-    config = _config_of(meta)
-    due, first = _due_sessions(ledger, meta, now)
+    config = config_of(meta)
+    due, first = due_sessions(ledger, meta, now)
     if due.empty:
         if not outputs_current(ledger):  # a run that died after its last commit: finish its outputs
             write_outputs(ledger)
@@ -624,7 +433,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
         epoch += 1
         messages.append(f"epoch {epoch} starts on {due[0].date()} ({', '.join(changed)} changed): {accept_change}")
         with ledger.transaction():
-            ledger.add_epoch(epoch, _day(due[0]), {**stored_parts, **{k: parts[k] for k in changed}}, accept_change)
+            ledger.add_epoch(epoch, session_day(due[0]), {**stored_parts, **{k: parts[k] for k in changed}}, accept_change)
 
     books = _books(ledger, data.tickers, meta["capital"], last)
     splits = {t: set(map(pd.Timestamp, item.adjustment_dates)) for t, item in data.details.items()}
@@ -633,7 +442,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     for session in due:
         row = data.sessions.get_loc(session)
         following = next_session(session)
-        night = Night(_day(session), bool(now >= calendar().session_open(following)), _day(following), carried=carried[session])
+        night = Night(session_day(session), bool(now >= calendar().session_open(following)), session_day(following), carried=carried[session])
         printed = {name: data.arrays[name][row] for name in PRINTED}
         night.rows["bars"] = [(night.session, t, *(float(printed[n][i]) for n in PRINTED)) for i, t in enumerate(data.tickers)]
         closes = printed["raw_close"]
@@ -697,12 +506,6 @@ def _side_rows(tables: dict[str, pd.DataFrame]) -> dict[str, list[tuple]]:
     return rows
 
 
-def side_table(ledger: Ledger, name: str) -> pd.DataFrame:
-    """One side table of the account (e.g. `rankings`), every session's rows, dated."""
-    rows = ledger.query("SELECT session, row FROM side_rows WHERE name = ? ORDER BY session, position", (name,))
-    return pd.DataFrame([{"date": session, **json.loads(row)} for session, row in rows])
-
-
 def _summary(ledger: Ledger, name: str, processed, late, remaining, next_due, messages, status="ok") -> RunSummary:
     last = ledger.last_session()
     row = ledger.session_row(last) if last else None
@@ -711,7 +514,7 @@ def _summary(ledger: Ledger, name: str, processed, late, remaining, next_due, me
         processed=processed,
         late=late,
         remaining=remaining,
-        next_due=_day(next_due),
+        next_due=session_day(next_due),
         equity=row["equity"] if row else None,
         benchmark=row["benchmark_equity"] if row else None,
         orders=pending_orders(ledger).to_dict("records"),
@@ -720,166 +523,13 @@ def _summary(ledger: Ledger, name: str, processed, late, remaining, next_due, me
     )
 
 
-# ---------------------------------------------------------------------- reading an account
-def pending_orders(ledger: Ledger) -> pd.DataFrame:
-    """The account's orders for the session after the last processed one, with the reason for each."""
-    last = ledger.last_session()
-    rows = ledger.query(
-        "SELECT o.id, o.fill_session, o.ticker, o.target, o.reason FROM orders o WHERE o.book = 'account' AND o.decided = ? ORDER BY o.ticker",
-        (last,),
-    ) if last else []
-    frame = pd.DataFrame(rows, columns=["id", "fill_session", "ticker", "target_weight", "reason"])
-    if last:
-        held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account'", (last,)))
-        frame["shares_now"] = frame["ticker"].map(held).astype(float)
-    return frame
-
-
-def equity_frame(ledger: Ledger) -> pd.DataFrame:
-    rows = ledger.query("SELECT session, equity, benchmark_equity, cash, late, epoch FROM sessions ORDER BY session")
-    frame = pd.DataFrame(rows, columns=["date", "equity", "benchmark", "cash", "late", "epoch"])
-    frame["date"] = pd.to_datetime(frame["date"])
-    return frame.set_index("date")
-
-
 def write_outputs(ledger: Ledger) -> None:
     """`orders.csv` (tomorrow's orders) and `report.html` beside the ledger, each written atomically."""
-    from tradesim.paper.report import account_report
-
     orders = pending_orders(ledger)
     write_atomically(ledger.directory / "orders.csv", orders.to_csv(index=False))
     checkpoint("report")
     write_atomically(ledger.directory / "report.html", account_report(ledger))
     write_atomically(ledger.directory / OUTPUTS, json.dumps({"session": ledger.last_session()}) + "\n")
-
-
-def outputs_current(ledger: Ledger) -> bool:
-    """Whether orders.csv and report.html were written for the newest session."""
-    try:
-        return json.loads((ledger.directory / OUTPUTS).read_text())["session"] == ledger.last_session()
-    except (OSError, ValueError, KeyError):
-        return ledger.last_session() is None
-
-
-def backtest_equity(ledger: Ledger) -> pd.Series:
-    """`tradesim backtest` of the account's sessions with its fitted state: its equity curve."""
-    from strategies import get_strategy
-    from tradesim.backtesting import run_backtest
-
-    meta = ledger.meta()
-    config = dataclasses.replace(_config_of(meta), fill=meta["fill"], train_end=meta["inception"], end=ledger.last_session())
-    result = run_backtest(config, get_strategy(config.strategy), progress=False, state=ledger.fitted())
-    return result.simulation.equity
-
-
-def open_account(name: str, home: Path | None = None) -> Ledger:
-    """The ledger of an account, for reading (nothing is written: works on a read-only disk)."""
-    return Ledger.open(account_dir(name, home), readonly=True)
-
-
-def verify_account(ledger: Ledger) -> list[str]:
-    """Recompute positions, cash and equity of every session from the capital, the fills and the
-    corporate actions, and every session's hash chain. Returns the problems (empty: verified)."""
-    problems = ledger.verify_chain()
-    meta = ledger.meta()
-    tickers = tuple(meta["config"]["tickers"])
-    index = {t: i for i, t in enumerate(tickers)}
-    shares = {book: np.zeros(len(tickers)) for book in BOOKS}
-    cash = dict.fromkeys(BOOKS, float(meta["capital"]))
-    for session, account_cash, account_equity, benchmark_cash, benchmark_equity in ledger.query(
-        "SELECT session, cash, equity, benchmark_cash, benchmark_equity FROM sessions ORDER BY session"
-    ):
-        for book, ticker, kind, step, dividend, before, after, credited in ledger.query(
-            "SELECT book, ticker, kind, step, dividend, shares_before, shares_after, cash FROM actions WHERE session = ?", (session,)
-        ):
-            column = index[ticker]
-            if not np.isclose(shares[book][column], before, rtol=1e-12, atol=1e-12):
-                problems.append(f"{session} {book} {ticker}: {kind} found {before} shares, the fills say {shares[book][column]}")
-            expected_after = before if kind == "dividend" and credited else before * step
-            if not np.isclose(after, expected_after, rtol=1e-12, atol=1e-12) or not np.isclose(credited, before * dividend if credited else 0.0, rtol=1e-12, atol=1e-9):
-                problems.append(f"{session} {book} {ticker}: the {kind} (step {step}) does not account for the shares or cash recorded")
-            shares[book][column] = after
-            cash[book] += credited
-        for book, ticker, side, amount, price, fees in ledger.query("SELECT book, ticker, side, shares, price, fees FROM fills WHERE session = ? ORDER BY rowid", (session,)):
-            sign = 1.0 if side == "buy" else -1.0
-            shares[book][index[ticker]] += sign * amount
-            cash[book] -= sign * amount * price + fees
-        closes = dict(ledger.query("SELECT ticker, raw_close FROM bars WHERE session = ?", (session,)))
-        marks = np.array([closes.get(t, np.nan) for t in tickers])
-        recorded = {"account": (account_cash, account_equity), "benchmark": (benchmark_cash, benchmark_equity)}
-        for book in BOOKS:
-            held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = ?", (session, book)))
-            stored = np.array([held.get(t, 0.0) for t in tickers])
-            if not np.allclose(stored, shares[book], rtol=1e-9, atol=1e-9):
-                problems.append(f"{session} {book}: positions differ from capital + fills + corporate actions")
-            book_cash, book_equity = recorded[book]
-            if not np.isclose(book_cash, cash[book], rtol=1e-9, atol=1e-6):
-                problems.append(f"{session} {book}: cash {book_cash:.6f} but capital + fills + dividends give {cash[book]:.6f}")
-            if not np.isclose(book_equity, cash[book] + np.sum(shares[book] * marks), rtol=1e-9, atol=1e-6):
-                problems.append(f"{session} {book}: equity {book_equity:.6f} is not cash + positions at the closes")
-        if len(problems) > 20:
-            break
-    return problems
-
-
-def status_of(name: str, now: pd.Timestamp, home: Path | None = None) -> dict[str, Any]:
-    directory = account_dir(name, home)
-    ledger = open_account(name, home)
-    try:
-        meta = ledger.meta()
-        last = ledger.last_session()
-        due, first = _due_sessions(ledger, meta, now)
-        row = ledger.session_row(last) if last else None
-        epoch, fingerprint, _ = ledger.epoch()
-        positions = ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account' AND shares != 0 ORDER BY ticker", (last,)) if last else []
-        closes = dict(ledger.query("SELECT ticker, raw_close FROM bars WHERE session = ?", (last,))) if last else {}
-        return {
-            "account": name,
-            "directory": str(directory),
-            "strategy": meta["config"]["strategy"],
-            "tickers": meta["config"]["tickers"],
-            "inception": meta["inception"],
-            "fill": meta["fill"],
-            "dividends": meta["dividends"],
-            "last_processed": last,
-            "next_due": f"{first.date()} (after its close at {close_time(first)})",
-            "sessions_due_now": len(due),
-            "capital": meta["capital"],
-            "cash": row["cash"] if row else meta["capital"],
-            "equity": row["equity"] if row else meta["capital"],
-            "benchmark_equity": row["benchmark_equity"] if row else meta["capital"],
-            "positions": [{"ticker": t, "shares": s, "value": s * closes[t]} for t, s in positions],
-            "pending_orders": pending_orders(ledger).to_dict("records"),
-            "epoch": epoch,
-            "fingerprint": fingerprint,
-            "data_events": [dict(zip(("id", "session", "ticker", "kind", "detail", "status", "reason"), e)) for e in ledger.query("SELECT * FROM events ORDER BY session, id")],
-            "crashed_run": json.loads((directory / RUNNING).read_text()) if (directory / RUNNING).exists() and not _is_locked(directory) else None,
-        }
-    finally:
-        ledger.close()
-
-
-def list_accounts(home: Path | None = None) -> list[dict[str, Any]]:
-    found = []
-    root = accounts_home(home)
-    for directory in sorted(root.iterdir()) if root.exists() else []:
-        if not (directory / LEDGER).exists() or directory.name.startswith("."):
-            continue
-        try:
-            ledger = Ledger.open(directory, readonly=True)
-        except TradesimError as error:
-            found.append({"account": directory.name, "problem": str(error)})
-            continue
-        try:
-            meta, last = ledger.meta(), ledger.last_session()
-            row = ledger.session_row(last) if last else None
-            found.append({
-                "account": directory.name, "strategy": meta["config"]["strategy"], "tickers": ",".join(meta["config"]["tickers"]),
-                "last_processed": last, "equity": row["equity"] if row else meta["capital"],
-            })
-        finally:
-            ledger.close()
-    return found
 
 
 def resolve_event(name: str, event_id: str, decision: str, reason: str, home: Path | None = None) -> None:
@@ -903,4 +553,3 @@ def notify(command: str, summary: dict[str, Any]) -> str | None:
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"--notify-cmd failed: {error}"
     return None if result.returncode == 0 else f"--notify-cmd exited {result.returncode}: {result.stderr.strip()[:200]}"
-

@@ -10,7 +10,9 @@ import io
 
 import pandas as pd
 
+from tradesim import plots
 from tradesim.paper.ledger import Ledger
+from tradesim.paper.reading import equity_frame, pending_orders
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -20,26 +22,15 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _plot(curves: dict[str, pd.Series]) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4.5))
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
-    for (label, series), color in zip(curves.items(), ("#1f5fa8", "#888888", "#d08000")):
-        axes.plot(series.index, series.to_numpy(), label=label, color=color, linewidth=1.2, linestyle="--" if label.startswith("backtest") else "-")
-    axes.set_ylabel("equity")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left")
-    figure.tight_layout()
+    frame = pd.DataFrame(curves)
+    kinds = [("backtest" if label.startswith("backtest") else "benchmark" if label.startswith("benchmark") else "strategy") for label in frame]
+    figure = plots.equity_curves(frame, kinds, None, with_drawdown=False, log=False, size=(10, 4.5))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
 def account_report(ledger: Ledger, backtest: pd.Series | None = None) -> str:
-    from tradesim.paper.account import equity_frame, pending_orders
-
     meta = ledger.meta()
     config = meta["config"]
     frame = equity_frame(ledger)

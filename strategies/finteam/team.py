@@ -53,7 +53,7 @@ def build_team(groups: Sequence[Sequence[int]], dim: int, heads: dict[str, int],
     import torch
     from torch import nn
 
-    from tradesim.finteam.backbone import top_pooled
+    from strategies.finteam.backbone import top_pooled
 
     class Team(nn.Module):
         def __init__(self):

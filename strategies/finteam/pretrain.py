@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tradesim.finteam.backbone import Backbone, content_hash, texts_hash
+from strategies.finteam.backbone import Backbone, content_hash, texts_hash
 
 EXPERT_VERSION = 2  # 2: seeded initialisation of missing head weights; a sample of the documents is tokenized
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from tradesim.errors import TradesimError
+from tradesim.evaluation.flare import flare_rows, read_price_source, window_text
+from tradesim.evaluation.text import normalise
 
 LABELS = {
     "fpb": ("negative", "neutral", "positive"),
@@ -32,6 +34,8 @@ TASKS = tuple(LABELS)
 FOMC_SEEDS = (5768, 78516, 944601)
 ACL18 = {"train": ("2014-01-01", "2015-08-01"), "valid": ("2015-08-01", "2015-10-01"), "test": ("2015-10-01", "2016-01-01")}
 ACL18_RISE, ACL18_FALL = 0.55, -0.5
+# Where the public datasets are by default: ../shared/data beside the checkout.
+SHARED_DEFAULT = "../shared/data"
 ACL18_SESSIONS = 5
 ACL18_TWEETS = 3
 
@@ -69,8 +73,6 @@ def _frame(texts, labels, names) -> pd.DataFrame:
 
 
 def _without_test(split: Split, *tests: pd.DataFrame) -> Split:
-    from tradesim.finteam.corpora import normalise
-
     seen = {normalise(t) for test in tests for t in test["text"]}
     dropped = {}
     for name in ("train", "valid"):
@@ -156,8 +158,6 @@ def acl18_split(stocknet: Path, train_limit: int | None = 1200, seed: int = 0) -
     close, label from the adjusted close of d+1 against d. `train_limit` samples the training
     examples, and half as many validation examples (stratified by label, seeded); the test set is
     kept whole."""
-    from tradesim.finteam.quant import flare_rows, read_price_source, window_text
-
     prices = read_price_source(stocknet / "price_raw")
     rows = []
     for ticker, bars in prices.items():
@@ -218,3 +218,11 @@ def load_splits(task: str, shared: Path, acl18_train_limit: int | None = 1200) -
     if task == "acl18":
         return [acl18_split(shared / "stocknet", acl18_train_limit)]
     raise TradesimError(f"--task: expected one of {', '.join(TASKS)} or all, got {task!r}")
+
+
+def shared_directory(path: str) -> Path:
+    """`--shared`: the folder of the public datasets, which must exist."""
+    shared = Path(path)
+    if not shared.is_dir():
+        raise TradesimError(f"--shared {path}: no such directory (the layout of ../shared/data: corpora/, sentiment/, stocknet/, sp500/)")
+    return shared

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from tradesim.errors import TradesimError
-from tradesim.finteam.backbone import Backbone, HiddenSet, base_directory, content_hash, texts_hash, top_layers
-from tradesim.finteam.corpora import ROLES, expert_corpora
-from tradesim.finteam.pretrain import PretrainSettings, fit_expert, loss_table
-from tradesim.finteam.tasks import FOMC_SEEDS, LABELS, TASKS, Split, load_splits
-from tradesim.finteam.team import TaskData, TeamSettings, predict, train_team
+from strategies.finteam.backbone import Backbone, HiddenSet, base_directory, content_hash, texts_hash, top_layers
+from strategies.finteam.corpora import ROLES, expert_corpora
+from strategies.finteam.pretrain import PretrainSettings, fit_expert, loss_table
+from tradesim.evaluation.tasks import FOMC_SEEDS, LABELS, TASKS, Split, load_splits
+from strategies.finteam.team import TaskData, TeamSettings, predict, train_team
 
 BUILD_VERSION = 1
 DEFAULT_CUTOFF = "2015-08-01"  # ACL18's train end: before its test period and before the sample's backtests
@@ -164,7 +164,7 @@ class Build:
     def _load_team(self, name: str):
         import torch
 
-        from tradesim.finteam.team import build_team
+        from strategies.finteam.team import build_team
 
         record = self.meta["teams"][name]
         settings = TeamSettings(**record["settings"])
@@ -246,7 +246,7 @@ def build(settings: BuildSettings, shared: Path, device: str = "cpu", progress: 
     if settings.team.unfreeze_top:
         from transformers import AutoConfig
 
-        from tradesim.finteam.backbone import check_unfreezable
+        from strategies.finteam.backbone import check_unfreezable
         from tradesim.llm.hf import _load
 
         check_unfreezable(_load(source, AutoConfig.from_pretrained), settings.team.unfreeze_top)

@@ -3,7 +3,7 @@
 The layout is that of `../shared/data/corpora` (see its README): `macro/minutes/*.txt` with
 `macro/minutes_index.csv`, `macro/statements/*.txt`, `micro/tenk_items.jsonl`,
 `micro/earnings_calls_val.jsonl`, `micro/tatqa_paragraphs.jsonl`; the quant text is generated from
-price files (`tradesim.finteam.quant`). Two experts per role, so that the gate's hard choice within a
+price files (`tradesim.evaluation.flare`). Two experts per role, so that the gate's hard choice within a
 role has something to choose.
 
 Dates: a document is used only when it was public before the cut-off: minutes from their release
@@ -17,7 +17,6 @@ shares a word 8-gram with one, is removed; the counts are part of the build's re
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -25,11 +24,11 @@ from typing import Iterable
 import pandas as pd
 
 from tradesim.errors import TradesimError
+from tradesim.evaluation.flare import quant_documents
+from tradesim.evaluation.tasks import read_fpb_lines
+from tradesim.evaluation.text import ngrams, normalise, sentences
 
-NGRAM = 8
 TATQA_PUBLIC = pd.Timestamp("2021-01-01")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -52,19 +51,6 @@ EXPERTS = (
     ExpertSpec("quant", "stocknet", ("quant:stocknet",)),
     ExpertSpec("quant", "sp500", ("quant:sp500",)),
 )
-
-
-def normalise(text: str) -> str:
-    """Lower case, words only: 'Sampo 's stake' and "Sampo's stake" become the same text."""
-    return " ".join(_WORD.findall(text.lower()))
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for line in text.splitlines() for s in _SENTENCE_END.split(line) if s.strip()]
-
-
-def ngrams(words: list[str], n: int = NGRAM) -> Iterable[tuple[str, ...]]:
-    return (tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
 @dataclass
@@ -107,8 +93,6 @@ class Decontaminator:
 
 def benchmark_sentences(sentiment: Path) -> dict[str, list[str]]:
     """Every sentence of FPB, FiQA-SA and FOMC under `sentiment/` (all splits, all agreement levels)."""
-    from tradesim.finteam.tasks import read_fpb_lines
-
     found: dict[str, list[str]] = {"fpb": [], "fiqa-sa": [], "fomc": []}
     fpb = sentiment / "fpb"
     for path in sorted(fpb.glob("Sentences_*.txt")):
@@ -185,8 +169,6 @@ def read_source(corpora: Path, source: str, cutoff: pd.Timestamp, prices: dict[s
         frame = _jsonl(corpora / "micro" / "tatqa_paragraphs.jsonl")
         return [Document(source, TATQA_PUBLIC, text) for text in frame["text"]]
     if kind == "quant":
-        from tradesim.finteam.quant import quant_documents
-
         if detail not in prices:
             raise TradesimError(f"quant corpus {detail}: no price source given")
         return [Document(source, None, text) for text in quant_documents(prices[detail], cutoff)]

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from strategies.finteam.backbone import check_unfreezable
+from strategies.finteam.build import MOVEMENT_LENGTH, Build, FeatureStore, expert_tops, newest_build, stacked, team_groups
+from strategies.finteam.team import TaskData, TeamSettings, predict, train_team
+from tradesim.config import tradesim_home
 from tradesim.errors import TradesimError
+from tradesim.evaluation.flare import flare_rows, window_text
+from tradesim.evaluation.tasks import ACL18_FALL, ACL18_RISE, ACL18_SESSIONS, ACL18_TWEETS, movement_text, stratified_sample
 from tradesim.market.data import MarketView
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.policies import rebalance_dates, top_k
@@ -43,9 +49,6 @@ class FinTeam(Strategy):
     )
 
     def validate(self) -> None:
-        from tradesim.config import tradesim_home
-        from tradesim.finteam.build import Build, newest_build
-
         if not self.settings["team"]:
             found = newest_build(tradesim_home())
             if found is None:
@@ -60,8 +63,6 @@ class FinTeam(Strategy):
         if self.settings["unfreeze_top"]:
             from transformers import AutoConfig
 
-            from tradesim.finteam.backbone import check_unfreezable
-
             check_unfreezable(AutoConfig.from_pretrained(self.build.expert_dirs()[0]), self.settings["unfreeze_top"])
         self.tables: dict[str, list[dict]] = {"gate": []}
 
@@ -74,31 +75,22 @@ class FinTeam(Strategy):
 
     # ---------------------------------------------------------------- inputs
     def store(self):
-        from tradesim.config import tradesim_home
-        from tradesim.finteam.build import FeatureStore
-
         if not hasattr(self, "_store"):
             self._store = FeatureStore(tradesim_home(), self.runtime.device, self.runtime.progress)
         return self._store
 
     def features(self, texts: list[str]) -> np.ndarray:
-        from tradesim.finteam.build import MOVEMENT_LENGTH, stacked
-
         experts = {Path(p).name: p for p in self.build.expert_dirs()}
         return stacked(self.store(), experts, MOVEMENT_LENGTH, texts)
 
     def hidden(self, texts: list[str]):
         """With --unfreeze-top: every expert's token states entering its top layers."""
-        from tradesim.finteam.build import MOVEMENT_LENGTH
-
         if not self.settings["unfreeze_top"]:
             return None
         return [self.store().hidden(Path(p).name, p, texts, MOVEMENT_LENGTH, self.settings["unfreeze_top"]) for p in self.build.expert_dirs()]
 
     @staticmethod
     def table(bars: pd.DataFrame) -> pd.DataFrame:
-        from tradesim.finteam.quant import flare_rows
-
         prices = pd.DataFrame({"open": bars["raw_open"], "high": bars["raw_high"], "low": bars["raw_low"], "close": bars["raw_close"], "adj_close": bars["close"]})
         return flare_rows(prices)
 
@@ -106,9 +98,6 @@ class FinTeam(Strategy):
         """ACL18-style text for each of `dates` (sessions of `view`): the table of the last 5
         sessions and the news counting for them, newest first. Percent changes within a window do
         not depend on adjustments made after it, so one view serves every earlier date."""
-        from tradesim.finteam.quant import window_text
-        from tradesim.finteam.tasks import ACL18_SESSIONS, ACL18_TWEETS, movement_text
-
         table = self.table(view.ticker_bars(ticker))
         news = view.news_for(ticker)
         sessions = view.sessions
@@ -128,9 +117,6 @@ class FinTeam(Strategy):
 
     # ---------------------------------------------------------------- training
     def fit(self, view: MarketView) -> None:
-        from tradesim.finteam.tasks import ACL18_FALL, ACL18_RISE
-        from tradesim.finteam.team import TaskData, TeamSettings, train_team
-
         cutoff = pd.Timestamp(self.build.meta["cutoff"])
         first_test = view.date + pd.Timedelta(days=1)
         if cutoff > first_test:
@@ -149,8 +135,6 @@ class FinTeam(Strategy):
             raise TradesimError(f"finteam: only {len(rows)} training examples before {first_test.date()}; give more training data (--start, --train-end)")
         frame = pd.DataFrame(rows, columns=["date", "ticker", "text", "label"]).sort_values(["date", "ticker"]).reset_index(drop=True)
         if len(frame) > self.settings["max_examples"]:
-            from tradesim.finteam.tasks import stratified_sample
-
             frame = stratified_sample(frame, self.settings["max_examples"], self.seed)
         dates = frame["date"].sort_values().unique()
         split = dates[int(len(dates) * 0.9)]  # the last tenth of the training dates: validation
@@ -161,8 +145,6 @@ class FinTeam(Strategy):
             steps=self.settings["team_steps"], balance=self.settings["balance"], sharpness=self.settings["sharpness"], seed=self.seed,
             eval_every=max(50, self.settings["team_steps"] // 10), unfreeze_top=self.settings["unfreeze_top"],
         )
-        from tradesim.finteam.build import expert_tops, team_groups
-
         groups = team_groups(self.build.experts)
         data = [
             TaskData(
@@ -189,8 +171,6 @@ class FinTeam(Strategy):
         return self.decide_batch([view])[0]
 
     def decide_batch(self, views: list[MarketView]) -> list[Decision]:
-        from tradesim.finteam.team import predict
-
         entries = []
         for view in views:
             for ticker in self.tickers:

@@ -1,0 +1,287 @@
+"""The TradExpert strategy (package docstring: what it does): its settings, the experts' facts and
+reports, fitting on the training period, and decisions on each rebalance date."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from strategies.tradexpert.experts import EXPERTS, Facts, gather, panel
+from strategies.tradexpert.general import GeneralExpert
+from strategies.tradexpert.prompts import REPORT_STOP, REPORT_TOKENS, TEMPLATE_VERSION, expert_prompt
+from tradesim.errors import TradesimError
+from tradesim.market.data import MarketView
+from tradesim.market.factors import FACTOR_HISTORY, compute_factors, information_coefficients, select_factors
+from tradesim.market.features import fill_to_fill_returns
+from tradesim.policies import rebalance_dates, top_k_dropout
+from tradesim.ranking import METHODS, rank
+from tradesim.strategy import Decision, Param, Strategy
+
+
+class TradExpert(GeneralExpert, Strategy):
+    name = "tradexpert"
+    summary = "TradExpert: News, Market, Alpha and Fundamental experts report; a General Expert ranks (top-K) or predicts."
+    fitted_attributes = ("fitted", "factors", "ics", "factor_table", "training_period", "projections", "input_columns", "general")
+    carried_attributes = ("held",)
+    params = (
+        Param("mode", str, "rank", "rank: pairwise ranking, top-K portfolio; predict: rise/fall, All-in All-out per ticker", ("rank", "predict")),
+        Param("ranking", str, "all-pairs", "how comparisons become a ranking", METHODS),
+        Param("budget", int, None, "at most this many comparisons per decision date (budgeted ranking)", minimum=0),
+        Param("top_k", int, 5, "tickers held after each rebalance (rank mode)", minimum=1),
+        Param("rebalance_every", int, 5, "sessions between decisions, and the horizon compared or predicted", minimum=1),
+        Param("n_drop", int, None, "replace at most this many held tickers per rebalance (qlib's TopkDropout)", minimum=0),
+        Param("general_expert", str, "fitted", "fitted (trained on the training period), random, or a model spec used zero-shot"),
+        Param("fine_tune", str, "none", "lora: fine-tune the --general-expert model (hf: or smollm2) with LoRA on the training period", ("none", "lora")),
+        Param("lora_rank", int, 8, "LoRA rank (--fine-tune lora)", minimum=1),
+        Param("lora_epochs", int, 1, "passes over the LoRA training prompts", minimum=1),
+        Param("lora_examples", int, 2000, "training prompts sampled at most for LoRA (pairs in both orders, or tickers)", minimum=2),
+        Param("encoder", str, "minilm", "the encoder whose report embeddings the fitted General Expert reads"),
+        Param("expert_model", str, None, "a model that can generate: turns each expert's facts into its report (default: facts are the report)"),
+        *(Param(f"{expert}_model", str, None, f"the model of the {expert.capitalize()} expert alone (default: --expert-model)") for expert in EXPERTS),
+        Param("experts", str, ",".join(EXPERTS), "the experts that report (drop some for the paper's ablation)"),
+        Param("alpha_factors", int, 8, "Alpha factors chosen on the training period by |information coefficient|", minimum=1),
+        Param("market_window", int, 20, "sessions the Market expert describes", minimum=5),
+        Param("news_sessions", int, 5, "sessions of headlines the News expert reads", minimum=1),
+        Param("max_headlines", int, 8, "headlines per ticker in a News report", minimum=0),
+        Param("max_market_news", int, 3, "market-wide headlines in a News report", minimum=0),
+        Param("train_sessions", int, 750, "train on at most this many sessions before --train-end (0: all)", minimum=0),
+        Param("max_pairs", int, 60000, "training pairs sampled at most (fitted comparator)", minimum=100),
+        Param("hidden", int, 64, "hidden units of the fitted General Expert", minimum=2),
+        Param("epochs", int, 60, "maximum training epochs (early stopping on the last 20% of training dates)", minimum=1),
+        Param("patience", int, 8, "epochs without improvement before training stops", minimum=1),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fitted: list[dict[str, Any]] = []
+        self.models_used: dict[str, Any] = {}
+        self.tables: dict[str, list[dict[str, Any]]] = {"reports": [], "comparisons": [], "rankings": []}
+        self.held: set[str] = set()
+
+    # ---------------------------------------------------------------- settings
+    def validate(self) -> None:
+        settings = self.settings
+        chosen = tuple(e.strip() for e in settings["experts"].split(",") if e.strip())
+        unknown = [e for e in chosen if e not in EXPERTS]
+        if unknown or not chosen:
+            raise TradesimError(f"--experts {settings['experts']!r}: expected a comma-separated subset of {', '.join(EXPERTS)}")
+        self.experts = tuple(e for e in EXPERTS if e in chosen)
+        if settings["mode"] == "rank":
+            if len(self.tickers) < 2:
+                raise TradesimError("--mode rank: ranking needs at least two tickers (use --mode predict for one)")
+            if settings["top_k"] >= len(self.tickers):
+                raise TradesimError(f"--top-k {settings['top_k']}: must be fewer than the {len(self.tickers)} tickers ranked")
+        if settings["budget"] is not None and settings["ranking"] != "budgeted":
+            raise TradesimError(f"--budget: only the budgeted ranking takes a budget (--ranking {settings['ranking']} compares what it must)")
+        if settings["budget"] is not None and settings["mode"] == "rank":
+            from tradesim.ranking import budget_too_small, minimum_budget
+
+            if settings["budget"] < minimum_budget(len(self.tickers), settings["top_k"]):
+                raise TradesimError(f"--budget {settings['budget']}: " + budget_too_small(len(self.tickers), settings["top_k"], settings["budget"]))
+        from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
+
+        general = settings["general_expert"]
+        if general not in ("fitted", "random") and general.partition(":")[0] not in BACKENDS:
+            raise TradesimError(f"--general-expert {general!r}: expected fitted, random or a model spec (minilm, smollm2, hf:..., openai:...)")
+        if settings["fine_tune"] == "lora" and general.partition(":")[0] not in LOCAL_BACKENDS:
+            raise TradesimError(f"--fine-tune lora: needs --general-expert to be a local model (smollm2 or hf:...), not {general!r}")
+        for key in ("encoder", "expert_model", *(f"{e}_model" for e in EXPERTS)):
+            spec = settings[key]
+            if spec is not None and spec.partition(":")[0] not in BACKENDS:
+                raise TradesimError(f"--{key.replace('_', '-')} {spec!r}: expected a model spec (minilm, smollm2, hf:..., openai:...)")
+
+    @property
+    def needs_training(self) -> bool:
+        return True
+
+    @property
+    def horizon(self) -> int:
+        return self.settings["rebalance_every"]
+
+    def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
+        return rebalance_dates(sessions, self.settings["rebalance_every"])
+
+    # ---------------------------------------------------------------- models
+    def model(self, spec: str):
+        if spec not in self.models_used:
+            self.models_used[spec] = self.runtime.load_model(spec)
+        return self.models_used[spec]
+
+    def state(self) -> bytes:
+        if self.settings["fine_tune"] == "lora":
+            raise TradesimError("--fine-tune lora: the LoRA-tuned General Expert lives inside its model and cannot be stored for a paper account yet")
+        return super().state()
+
+    def models(self) -> list[dict[str, Any]]:
+        return [model.describe() for model in self.models_used.values()]
+
+
+    # ---------------------------------------------------------------- experts
+    def facts(self, views: list[MarketView]) -> list[Facts]:
+        settings = self.settings
+        gathered = [
+            gather(
+                view, self.experts, self.factors, self.ics, settings["market_window"], settings["news_sessions"],
+                settings["max_headlines"], settings["max_market_news"],
+            )
+            for view in views
+        ]
+        for expert in self.experts:
+            if self.expert_model(expert):
+                self.write_reports(gathered, expert)
+        return gathered
+
+    def expert_model(self, expert: str) -> str | None:
+        return self.settings[f"{expert}_model"] or self.settings["expert_model"]
+
+    def write_reports(self, gathered: list[Facts], expert: str) -> None:
+        """The expert's model turns its facts into its report, once per (ticker, date)."""
+        spec = self.expert_model(expert)
+        model = self.model(spec)
+        if not model.can_generate:
+            flag = f"--{expert}-model" if self.settings[f"{expert}_model"] else "--expert-model"
+            raise TradesimError(f"{flag} {model.spec}: this model cannot generate reports; use smollm2, an hf: or an openai: model")
+        keys = [(facts, ticker) for facts in gathered for ticker in facts.tickers if expert in facts.texts[ticker]]
+        prompts = [expert_prompt(expert, facts.texts[ticker][expert]) for facts, ticker in keys]
+        for (facts, ticker), report in zip(keys, model.generate(prompts, max_new_tokens=REPORT_TOKENS, stop=REPORT_STOP)):
+            facts.texts[ticker][expert] = report or facts.texts[ticker][expert]
+
+
+
+
+
+    # ---------------------------------------------------------------- fitting
+    def training_dates(self, view: MarketView) -> pd.DatetimeIndex:
+        sessions = view.sessions[FACTOR_HISTORY + self.settings["market_window"] :]
+        limit = self.settings["train_sessions"]
+        if limit:
+            sessions = sessions[-limit:]
+        return sessions[::-1][:: self.horizon][::-1]
+
+    def fit(self, view: MarketView) -> None:
+        settings = self.settings
+        bars = {name: view.field(name) for name in ("open", "high", "low", "close", "volume")}
+        forward = fill_to_fill_returns(bars, self.runtime.fill, self.horizon)  # NaN wherever the label is not yet known
+        dates = self.training_dates(view)
+        labelled = dates[forward.loc[dates].notna().any(axis=1).to_numpy()]
+        if len(labelled) < 20:
+            raise TradesimError(
+                f"--train-end: strategy {self.name} has only {len(labelled)} training dates with known {self.horizon}-session "
+                f"returns before {view.date.date()} (needs 20, after {FACTOR_HISTORY + settings['market_window']} sessions of history)"
+            )
+        self.factors, self.ics = [], {}
+        if "alpha" in self.experts:
+            history = compute_factors(panel(view, None))  # as decisions see them: one missing bar carried over
+            ics = information_coefficients({k: v.loc[labelled] for k, v in history.items()}, forward.loc[labelled])
+            self.factors = select_factors(ics, settings["alpha_factors"])
+            self.ics = {name: float(ics.loc[name, "ic_mean"]) for name in self.factors}
+            self.factor_table = ics
+        self.training_period = (str(labelled[0].date()), str(labelled[-1].date()))
+        if settings["fine_tune"] == "lora":
+            self.fine_tune(view, forward, labelled)
+        if settings["general_expert"] != "fitted":
+            return
+        gathered = self.facts([view.at(date) for date in labelled])
+        self.fit_projections(gathered)
+        features = self.features(gathered)
+        if settings["mode"] == "rank":
+            rows, labels = self.pair_rows(features, forward, labelled)
+        else:
+            rows, labels = self.single_rows(features, forward, labelled)
+        self.input_columns = rows.shape[1]
+        self.general = self.train(rows, labels)
+
+
+
+
+
+
+
+
+
+
+
+    # ---------------------------------------------------------------- deciding
+    def decide(self, view: MarketView) -> Decision:
+        return self.decide_batch([view])[0]
+
+    def decide_batch(self, views: list[MarketView]) -> list[Decision]:
+        gathered = self.facts(views)
+        tables = self.features(gathered) if self.settings["general_expert"] == "fitted" else [None] * len(gathered)
+        decisions = []
+        for facts, table in zip(gathered, tables):
+            self.record_reports(facts)
+            decide = self.rank_decision if self.settings["mode"] == "rank" else self.predict_decision
+            decisions.append(decide(facts, table))
+        return decisions
+
+    def record_reports(self, facts: Facts) -> None:
+        day = str(facts.date.date())
+        for ticker in facts.tickers:
+            for expert, text in facts.texts[ticker].items():
+                self.tables["reports"].append({"date": day, "ticker": ticker, "expert": expert, "report": text})
+
+    def rank_decision(self, facts: Facts, table: pd.DataFrame | None) -> Decision:
+        settings = self.settings
+        day = str(facts.date.date())
+        if len(facts.tickers) < 2:
+            self.held = set()
+            return Decision({}, {t: {"rank": None, "reason": "fewer than two tickers could be judged"} for t in self.tickers})
+        ranking = rank(facts.tickers, self.comparator(facts, table), settings["ranking"], k=settings["top_k"], budget=settings["budget"], seed=self.seed + facts.date.toordinal())
+        holding = top_k_dropout(ranking.order, self.held, settings["top_k"], settings["n_drop"])
+        self.held = set(holding)
+        weights = {t: 1.0 / settings["top_k"] for t in holding}
+        position = {t: i + 1 for i, t in enumerate(ranking.order)}
+        for a, b, p in ranking.compared:
+            self.tables["comparisons"].append({"date": day, "a": a, "b": b, "p_a_beats_b": p})
+        log = {}
+        for ticker in self.tickers:
+            judged = ticker in position
+            row = {"date": day, "ticker": ticker, "rank": position.get(ticker), "score": ranking.scores.get(ticker), "held": ticker in self.held}
+            if judged:
+                self.tables["rankings"].append({**row, "comparisons": ranking.comparisons, "cycles": ranking.cycles})
+            log[ticker] = {
+                "rank": position.get(ticker),
+                "score": ranking.scores.get(ticker),
+                "news_ids": facts.news_ids.get(ticker, []),
+                "comparisons": ranking.comparisons,
+                "cycles": ranking.cycles,
+            }
+        return Decision(weights, log, scores={t: ranking.scores[t] for t in facts.tickers})
+
+    def predict_decision(self, facts: Facts, table: pd.DataFrame | None) -> Decision:
+        probabilities = self.rise_probabilities(facts, table) if facts.tickers else np.empty(0)
+        rise = {t: bool(p >= 0.5) for t, p in zip(facts.tickers, probabilities)}
+        sleeve = 1.0 / len(self.tickers)
+        weights = {t: sleeve if rise.get(t) else 0.0 for t in self.tickers}
+        day = str(facts.date.date())
+        log = {}
+        for ticker, p in zip(facts.tickers, probabilities):
+            self.tables["rankings"].append({"date": day, "ticker": ticker, "rank": None, "score": float(p), "held": rise[ticker], "comparisons": 0, "cycles": 0})
+            log[ticker] = {"rise_probability": float(p), "predicted": "rise" if rise[ticker] else "fall", "news_ids": facts.news_ids.get(ticker, [])}
+        for ticker in self.tickers:
+            log.setdefault(ticker, {"rise_probability": None, "predicted": None})
+        return Decision(weights, log, scores=dict(zip(facts.tickers, map(float, probabilities))), predictions=rise)
+
+    # ---------------------------------------------------------------- what the run keeps
+    def side_tables(self) -> dict[str, pd.DataFrame]:
+        return {name: pd.DataFrame(rows) for name, rows in self.tables.items() if rows}
+
+    @property
+    def label(self) -> str:
+        settings = self.settings
+        general = settings["general_expert"] + (" + LoRA" if settings["fine_tune"] == "lora" else "")
+        ranking = settings["ranking"] if settings["mode"] == "rank" else "rise/fall"
+        return f"{self.name} ({settings['mode']}, {ranking}, {general}, experts {settings['experts']})"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "template": TEMPLATE_VERSION,
+            "experts": list(self.experts),
+            "alpha_factors": [{"name": name, "ic_mean": self.ics[name]} for name in getattr(self, "factors", [])],
+            "training_period": getattr(self, "training_period", None),
+            "fitted_models": self.fitted,
+        }

@@ -1,0 +1,291 @@
+"""Reading a paper account without changing it: where accounts live, the ledger's equity, orders,
+side tables and status, a full re-verification, the backtest it should equal, and
+`PaperAccount`, the ledger as pandas objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradesim.backtesting import run_backtest
+from tradesim.config import RunConfig, tradesim_home
+from tradesim.errors import TradesimError
+from tradesim.paper.calendar import close_time, due_sessions, parse_now
+from tradesim.paper.ledger import BOOKS, LEDGER, Ledger
+from tradesim.plugins import get_strategy
+from tradesim.runs import decision_frame
+
+
+RUNNING = "running.json"
+OUTPUTS = "outputs.json"  # the session orders.csv and report.html were written for
+LOCK = "lock"
+
+
+def accounts_home(home: Path | None = None) -> Path:
+    return (home or tradesim_home()) / "paper"
+
+
+def account_dir(name: str, home: Path | None = None) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise TradesimError(f"paper account name {name!r}: expected a plain name like msft-llmoe")
+    return accounts_home(home) / name
+
+
+def config_of(meta: dict[str, Any]) -> RunConfig:
+    values = dict(meta["config"])
+    return RunConfig(**{**values, "tickers": tuple(values["tickers"])})
+
+
+def is_locked(directory: Path) -> bool:
+    if not (directory / LOCK).exists():
+        return False
+    with open(directory / LOCK, "r") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def side_table(ledger: Ledger, name: str) -> pd.DataFrame:
+    """One side table of the account (e.g. `rankings`), every session's rows, dated."""
+    rows = ledger.query("SELECT session, row FROM side_rows WHERE name = ? ORDER BY session, position", (name,))
+    return pd.DataFrame([{"date": session, **json.loads(row)} for session, row in rows])
+
+
+# ---------------------------------------------------------------------- reading an account
+def pending_orders(ledger: Ledger) -> pd.DataFrame:
+    """The account's orders for the session after the last processed one, with the reason for each."""
+    last = ledger.last_session()
+    rows = ledger.query(
+        "SELECT o.id, o.fill_session, o.ticker, o.target, o.reason FROM orders o WHERE o.book = 'account' AND o.decided = ? ORDER BY o.ticker",
+        (last,),
+    ) if last else []
+    frame = pd.DataFrame(rows, columns=["id", "fill_session", "ticker", "target_weight", "reason"])
+    if last:
+        held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account'", (last,)))
+        frame["shares_now"] = frame["ticker"].map(held).astype(float)
+    return frame
+
+
+def equity_frame(ledger: Ledger) -> pd.DataFrame:
+    rows = ledger.query("SELECT session, equity, benchmark_equity, cash, late, epoch FROM sessions ORDER BY session")
+    frame = pd.DataFrame(rows, columns=["date", "equity", "benchmark", "cash", "late", "epoch"])
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame.set_index("date")
+
+
+def outputs_current(ledger: Ledger) -> bool:
+    """Whether orders.csv and report.html were written for the newest session."""
+    try:
+        return json.loads((ledger.directory / OUTPUTS).read_text())["session"] == ledger.last_session()
+    except (OSError, ValueError, KeyError):
+        return ledger.last_session() is None
+
+
+def backtest_equity(ledger: Ledger) -> pd.Series:
+    """`tradesim backtest` of the account's sessions with its fitted state: its equity curve."""
+    meta = ledger.meta()
+    config = dataclasses.replace(config_of(meta), fill=meta["fill"], train_end=meta["inception"], end=ledger.last_session())
+    result = run_backtest(config, get_strategy(config.strategy), progress=False, state=ledger.fitted())
+    return result.simulation.equity
+
+
+def open_account(name: str, home: Path | None = None) -> Ledger:
+    """The ledger of an account, for reading (nothing is written: works on a read-only disk)."""
+    return Ledger.open(account_dir(name, home), readonly=True)
+
+
+def verify_account(ledger: Ledger) -> list[str]:
+    """Recompute positions, cash and equity of every session from the capital, the fills and the
+    corporate actions, and every session's hash chain. Returns the problems (empty: verified)."""
+    problems = ledger.verify_chain()
+    meta = ledger.meta()
+    tickers = tuple(meta["config"]["tickers"])
+    index = {t: i for i, t in enumerate(tickers)}
+    shares = {book: np.zeros(len(tickers)) for book in BOOKS}
+    cash = dict.fromkeys(BOOKS, float(meta["capital"]))
+    for session, account_cash, account_equity, benchmark_cash, benchmark_equity in ledger.query(
+        "SELECT session, cash, equity, benchmark_cash, benchmark_equity FROM sessions ORDER BY session"
+    ):
+        for book, ticker, kind, step, dividend, before, after, credited in ledger.query(
+            "SELECT book, ticker, kind, step, dividend, shares_before, shares_after, cash FROM actions WHERE session = ?", (session,)
+        ):
+            column = index[ticker]
+            if not np.isclose(shares[book][column], before, rtol=1e-12, atol=1e-12):
+                problems.append(f"{session} {book} {ticker}: {kind} found {before} shares, the fills say {shares[book][column]}")
+            expected_after = before if kind == "dividend" and credited else before * step
+            if not np.isclose(after, expected_after, rtol=1e-12, atol=1e-12) or not np.isclose(credited, before * dividend if credited else 0.0, rtol=1e-12, atol=1e-9):
+                problems.append(f"{session} {book} {ticker}: the {kind} (step {step}) does not account for the shares or cash recorded")
+            shares[book][column] = after
+            cash[book] += credited
+        for book, ticker, side, amount, price, fees in ledger.query("SELECT book, ticker, side, shares, price, fees FROM fills WHERE session = ? ORDER BY rowid", (session,)):
+            sign = 1.0 if side == "buy" else -1.0
+            shares[book][index[ticker]] += sign * amount
+            cash[book] -= sign * amount * price + fees
+        closes = dict(ledger.query("SELECT ticker, raw_close FROM bars WHERE session = ?", (session,)))
+        marks = np.array([closes.get(t, np.nan) for t in tickers])
+        recorded = {"account": (account_cash, account_equity), "benchmark": (benchmark_cash, benchmark_equity)}
+        for book in BOOKS:
+            held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = ?", (session, book)))
+            stored = np.array([held.get(t, 0.0) for t in tickers])
+            if not np.allclose(stored, shares[book], rtol=1e-9, atol=1e-9):
+                problems.append(f"{session} {book}: positions differ from capital + fills + corporate actions")
+            book_cash, book_equity = recorded[book]
+            if not np.isclose(book_cash, cash[book], rtol=1e-9, atol=1e-6):
+                problems.append(f"{session} {book}: cash {book_cash:.6f} but capital + fills + dividends give {cash[book]:.6f}")
+            if not np.isclose(book_equity, cash[book] + np.sum(shares[book] * marks), rtol=1e-9, atol=1e-6):
+                problems.append(f"{session} {book}: equity {book_equity:.6f} is not cash + positions at the closes")
+        if len(problems) > 20:
+            break
+    return problems
+
+
+def status_of(name: str, now: pd.Timestamp, home: Path | None = None) -> dict[str, Any]:
+    directory = account_dir(name, home)
+    ledger = open_account(name, home)
+    try:
+        meta = ledger.meta()
+        last = ledger.last_session()
+        due, first = due_sessions(ledger, meta, now)
+        row = ledger.session_row(last) if last else None
+        epoch, fingerprint, _ = ledger.epoch()
+        positions = ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account' AND shares != 0 ORDER BY ticker", (last,)) if last else []
+        closes = dict(ledger.query("SELECT ticker, raw_close FROM bars WHERE session = ?", (last,))) if last else {}
+        return {
+            "account": name,
+            "directory": str(directory),
+            "strategy": meta["config"]["strategy"],
+            "tickers": meta["config"]["tickers"],
+            "inception": meta["inception"],
+            "fill": meta["fill"],
+            "dividends": meta["dividends"],
+            "last_processed": last,
+            "next_due": f"{first.date()} (after its close at {close_time(first)})",
+            "sessions_due_now": len(due),
+            "capital": meta["capital"],
+            "cash": row["cash"] if row else meta["capital"],
+            "equity": row["equity"] if row else meta["capital"],
+            "benchmark_equity": row["benchmark_equity"] if row else meta["capital"],
+            "positions": [{"ticker": t, "shares": s, "value": s * closes[t]} for t, s in positions],
+            "pending_orders": pending_orders(ledger).to_dict("records"),
+            "epoch": epoch,
+            "fingerprint": fingerprint,
+            "data_events": [dict(zip(("id", "session", "ticker", "kind", "detail", "status", "reason"), e)) for e in ledger.query("SELECT * FROM events ORDER BY session, id")],
+            "crashed_run": json.loads((directory / RUNNING).read_text()) if (directory / RUNNING).exists() and not is_locked(directory) else None,
+        }
+    finally:
+        ledger.close()
+
+
+def list_accounts(home: Path | None = None) -> list[dict[str, Any]]:
+    found = []
+    root = accounts_home(home)
+    for directory in sorted(root.iterdir()) if root.exists() else []:
+        if not (directory / LEDGER).exists() or directory.name.startswith("."):
+            continue
+        try:
+            ledger = Ledger.open(directory, readonly=True)
+        except TradesimError as error:
+            found.append({"account": directory.name, "problem": str(error)})
+            continue
+        try:
+            meta, last = ledger.meta(), ledger.last_session()
+            row = ledger.session_row(last) if last else None
+            found.append({
+                "account": directory.name, "strategy": meta["config"]["strategy"], "tickers": ",".join(meta["config"]["tickers"]),
+                "last_processed": last, "equity": row["equity"] if row else meta["capital"],
+            })
+        finally:
+            ledger.close()
+    return found
+
+
+class PaperAccount:
+    """A paper account's ledger as pandas objects (read when asked for; the ledger is not changed)."""
+
+    def __init__(self, name: str, home: str | Path | None = None):
+        self.name = name
+        self.directory = account_dir(name, None if home is None else Path(home))
+        self._read(lambda ledger: None)  # refuses a missing or damaged ledger now, with its message
+
+    def __repr__(self) -> str:
+        return f"<PaperAccount {self.name} at {self.directory}>"
+
+    def _read(self, read):
+        ledger = Ledger.open(self.directory, readonly=True)
+        try:
+            return read(ledger)
+        finally:
+            ledger.close()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self._read(lambda ledger: ledger.meta())["config"]
+
+    @property
+    def equity(self) -> pd.DataFrame:
+        """Per processed session: the account's equity (`strategy`), the benchmark's, cash, whether
+        the decision was late, and the epoch."""
+        return self._read(equity_frame).rename(columns={"equity": "strategy"})
+
+    @property
+    def returns(self) -> pd.DataFrame:
+        return self.equity[["strategy", "benchmark"]].pct_change().fillna(0.0)
+
+    @property
+    def fills(self) -> pd.DataFrame:
+        rows = self._read(lambda ledger: ledger.query("SELECT session, book, ticker, side, shares, price, fees, order_id FROM fills ORDER BY session, rowid"))
+        frame = pd.DataFrame(rows, columns=["date", "book", "ticker", "side", "shares", "price", "fees", "order_id"])
+        frame["date"] = pd.to_datetime(frame["date"])
+        return frame
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        """Tomorrow's orders, with the reason for each (what `tradesim paper orders` prints)."""
+        return self._read(pending_orders)
+
+    @property
+    def positions(self) -> pd.DataFrame:
+        """The account's shares (as printed) after each session, sessions x tickers."""
+        rows = self._read(lambda ledger: ledger.query("SELECT session, ticker, shares FROM positions WHERE book = 'account'"))
+        frame = pd.DataFrame(rows, columns=["date", "ticker", "shares"]).pivot(index="date", columns="ticker", values="shares")
+        frame.index = pd.DatetimeIndex(frame.index, name="date")
+        return frame
+
+    @property
+    def decisions(self) -> pd.DataFrame:
+        """One row per decision and ticker: weight, action and the strategy's log, flattened."""
+        rows = self._read(lambda ledger: ledger.query("SELECT session, ticker, weight, action, log FROM decisions ORDER BY session, ticker"))
+        return decision_frame([{"date": s, "ticker": t, **json.loads(log), "weight": w, "action": a} for s, t, w, a, log in rows])
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A side table kept per session (TradExpert's `rankings`, `comparisons`, `reports`)."""
+        frame = self._read(lambda ledger: side_table(ledger, name))
+        if frame.empty:
+            raise TradesimError(f"paper account {self.name}: no side table {name!r}")
+        frame["date"] = pd.to_datetime(frame["date"])
+        return frame
+
+    def status(self, now: str | None = None) -> dict[str, Any]:
+        """What `tradesim paper status` shows, as a dictionary."""
+        return status_of(self.name, parse_now(now), self.directory.parent.parent)
+
+    @cached_property
+    def backtest(self) -> pd.Series:
+        """`tradesim backtest` of the account's sessions with its fitted state: the equity curve the
+        account should equal (it runs the backtest once, when first asked for)."""
+        return self._read(backtest_equity).rename("backtest")
+
+
+def open_paper(name: str, home: str | Path | None = None) -> PaperAccount:
+    """A paper account (`$TRADESIM_HOME/paper/NAME`, or under `home`) as a `PaperAccount`."""
+    return PaperAccount(name, home)
