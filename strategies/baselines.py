@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from tradesim.market.data import CARRIED_BARS, MarketView
 from tradesim.market.prices import parse_dates
 from tradesim.market.tables import line_number, match_columns, read_table
 from tradesim.policies import all_in_all_out, rebalance_dates, top_k
-from tradesim.strategy import Decision, Param, Strategy
+from tradesim.strategy import Decision, Settings, Strategy, setting
 
 
 class BuyAndHold(Strategy):
@@ -28,34 +29,39 @@ class BuyAndHold(Strategy):
         return Decision(weights, {t: {"priced": t in priced} for t in self.tickers})
 
 
+@dataclass(frozen=True)
+class MomentumSettings(Settings):
+    """The settings of strategy Momentum."""
+
+    lookback: int = setting(20, "sessions in the trailing return", minimum=1)
+    top_k: int = setting(1, "tickers held when several are given", minimum=1)
+    rebalance_every: int = setting(1, "sessions between rebalances", minimum=1)
+    short: bool = setting(False, "All-in All-out: go short (-1) instead of flat when the return is negative")
+
+
 class Momentum(Strategy):
     name = "momentum"
     summary = (
         "Sign of the trailing N-session return: All-in All-out for one ticker, "
         "top-K by trailing return for several."
     )
-    params = (
-        Param("lookback", int, 20, "sessions in the trailing return", minimum=1),
-        Param("top_k", int, 1, "tickers held when several are given", minimum=1),
-        Param("rebalance_every", int, 1, "sessions between rebalances", minimum=1),
-        Param("short", bool, False, "All-in All-out: go short (-1) instead of flat when the return is negative"),
-    )
+    Settings = MomentumSettings
 
     def validate(self) -> None:
-        if len(self.tickers) > 1 and self.settings["top_k"] > len(self.tickers):
-            raise TradesimError(f"--top-k {self.settings['top_k']}: more than the {len(self.tickers)} tickers given")
+        if len(self.tickers) > 1 and self.settings.top_k > len(self.tickers):
+            raise TradesimError(f"--top-k {self.settings.top_k}: more than the {len(self.tickers)} tickers given")
 
     def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
-        return rebalance_dates(sessions, self.settings["rebalance_every"])
+        return rebalance_dates(sessions, self.settings.rebalance_every)
 
     @property
     def horizon(self) -> int:
-        return self.settings["rebalance_every"]
+        return self.settings.rebalance_every
 
     def trailing_returns(self, view: MarketView) -> pd.Series:
         """close[d] / close[d - lookback] - 1 over each ticker's own sessions (a missing bar on d carried
         over from the session before); NaN without enough history."""
-        lookback = self.settings["lookback"]
+        lookback = self.settings.lookback
         closes = view.close[list(self.tickers)].to_numpy()
         returns = np.full(len(self.tickers), np.nan)
         for column in range(closes.shape[1]):
@@ -73,10 +79,10 @@ class Momentum(Strategy):
             ticker = self.tickers[0]
             score = scores[ticker]
             rise = bool(np.isfinite(score) and score > 0)
-            weight = all_in_all_out(rise, short=self.settings["short"]) if np.isfinite(score) else 0.0
+            weight = all_in_all_out(rise, short=self.settings.short) if np.isfinite(score) else 0.0
             log = {"trailing_return": _json_float(score), "predicted": "rise" if rise else ("fall" if np.isfinite(score) else None)}
             return Decision({ticker: weight}, {ticker: log}, predictions={ticker: rise} if np.isfinite(score) else None)
-        weights = top_k(scores, self.settings["top_k"])
+        weights = top_k(scores, self.settings.top_k)
         ranks = scores.rank(ascending=False, method="first")
         return Decision(
             weights.to_dict(),
@@ -85,13 +91,20 @@ class Momentum(Strategy):
         )
 
 
+@dataclass(frozen=True)
+class SignalsSettings(Settings):
+    """The settings of strategy Signals."""
+
+    signals: str | None = setting(None, "CSV or Parquet file with columns date,ticker,weight")
+
+
 class Signals(Strategy):
     name = "signals"
     summary = "Backtest your own signals file (columns date,ticker,weight; weight decided at the close of date)."
-    params = (Param("signals", str, None, "CSV or Parquet file with columns date,ticker,weight"),)
+    Settings = SignalsSettings
 
     def validate(self) -> None:
-        path = self.settings["signals"]
+        path = self.settings.signals
         if path is None:
             raise TradesimError("--signals: strategy signals needs a file (columns date,ticker,weight)")
         self.table = load_signals(Path(path), self.tickers)
@@ -102,7 +115,7 @@ class Signals(Strategy):
         off_calendar = inside[~inside.isin(sessions)]
         if len(off_calendar):
             raise TradesimError(
-                f"--signals {self.settings['signals']}: {off_calendar[0].date()} is not a trading session of the data"
+                f"--signals {self.settings.signals}: {off_calendar[0].date()} is not a trading session of the data"
             )
         return inside
 

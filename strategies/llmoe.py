@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from tradesim.errors import TradesimError
-from tradesim.learned import LEARNING_PARAMS, LearnedAllInAllOut
+from tradesim.learned import LearnedAllInAllOut, LearnedSettings
 from tradesim.llm.base import Chat
 from tradesim.market.data import MarketView
 from tradesim.market.features import fill_to_fill_returns
+from tradesim.strategy import Decision, setting
 from tradesim.tickers import COMPANY_NAMES
-from tradesim.strategy import Decision, Param
 
 ROUTER_TEMPLATE_VERSION = "llmoe-router/2"  # 2: prices as printed on each day
 INSTRUCTIONS = (
@@ -114,18 +114,21 @@ class RouterPrompts:
         return RouterInput(date=date, prompt=Chat(INSTRUCTIONS, data), data=data, news=used)
 
 
+@dataclass(frozen=True)
+class LLMoESettings(LearnedSettings):
+    """The settings of strategy LLMoEStrategy."""
+
+    router: str = setting("minilm", "model spec (minilm, hf:<id or dir>, openai:<url>#<model>) or an ablation: random, always-optimistic, always-pessimistic, oracle (look-ahead upper bound)")
+    router_reasons: bool = setting(False, "also generate a one-sentence reason per decision (models that can generate)")
+    anonymize: bool = setting(False, "prompts without ticker or company name, with relative dates")
+    max_headlines: int = setting(5, "headlines shown per session", minimum=0)
+    min_expert_days: int = setting(50, "an expert with fewer training days is trained on all of them", minimum=1)
+
+
 class LLMoEStrategy(LearnedAllInAllOut):
     name = "llmoe"
     summary = "LLMoE: a language-model router picks an optimistic or pessimistic expert; All-in All-out."
-    params = (
-        Param("router", str, "minilm", "model spec (minilm, hf:<id or dir>, openai:<url>#<model>) or an ablation: "
-              "random, always-optimistic, always-pessimistic, oracle (look-ahead upper bound)"),
-        Param("router_reasons", bool, False, "also generate a one-sentence reason per decision (models that can generate)"),
-        Param("anonymize", bool, False, "prompts without ticker or company name, with relative dates"),
-        Param("max_headlines", int, 5, "headlines shown per session", minimum=0),
-        Param("min_expert_days", int, 50, "an expert with fewer training days is trained on all of them", minimum=1),
-        *LEARNING_PARAMS,
-    )
+    Settings = LLMoESettings
     fitted_attributes = (*LearnedAllInAllOut.fitted_attributes, "experts", "training_days")
     model = None  # the router's LanguageModel, loaded on first use
     future_returns: pd.Series | None = None  # only for the oracle, from reveal_future
@@ -134,7 +137,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
         super().validate()
         from tradesim.llm.model import BACKENDS
 
-        router = self.settings["router"]
+        router = self.settings.router
         if router not in ABLATION_ROUTERS and router.partition(":")[0] not in BACKENDS:
             raise TradesimError(
                 f"--router {router!r}: expected a model spec (minilm, smollm2, hf:<id or dir>, openai:<url>#<model>) "
@@ -145,7 +148,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     @property
     def looks_ahead(self) -> bool:
-        return self.settings["router"] == "oracle"
+        return self.settings.router == "oracle"
 
     @property
     def look_ahead_reason(self) -> str:
@@ -157,12 +160,12 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     def router_model(self):
         if self.model is None:
-            self.model = self.runtime.load_model(self.settings["router"])
+            self.model = self.runtime.load_model(self.settings.router)
         return self.model
 
     def route(self, inputs: list[RouterInput]) -> np.ndarray:
         """Probability of Optimistic for each input."""
-        router = self.settings["router"]
+        router = self.settings.router
         if router == "always-optimistic":
             return np.ones(len(inputs))
         if router == "always-pessimistic":
@@ -177,7 +180,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     def reasons(self, inputs: list[RouterInput], optimistic: np.ndarray) -> list[str]:
         labels = [OPTIONS[0] if p >= 0.5 else OPTIONS[1] for p in optimistic]
-        router = self.settings["router"]
+        router = self.settings.router
         if router in ABLATION_ROUTERS:
             return [f"{router} router" for _ in inputs]
         model = self.router_model()
@@ -192,9 +195,9 @@ class LLMoEStrategy(LearnedAllInAllOut):
     def fit(self, view: MarketView) -> None:
         rows, labels = self.training_rows(view)
         self.input_columns = rows.columns
-        prompts = RouterPrompts(view, self.ticker, self.settings["anonymize"], self.settings["max_headlines"])
+        prompts = RouterPrompts(view, self.ticker, self.settings.anonymize, self.settings.max_headlines)
         inputs = [prompts.at(date) for date in rows.index]
-        if self.settings["router"] == "oracle":
+        if self.settings.router == "oracle":
             optimistic = labels.astype(float)  # the training labels are the realized next moves
         else:
             optimistic = self.route(inputs)
@@ -204,7 +207,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
         for offset, label in enumerate(OPTIONS):
             mine = chosen == label
             self.training_days[label] = int(mine.sum())
-            if mine.sum() < self.settings["min_expert_days"]:
+            if mine.sum() < self.settings.min_expert_days:
                 self.note(
                     f"the router labelled only {int(mine.sum())} training days {label}: that expert is trained on all "
                     f"{len(rows)} training days"
@@ -217,23 +220,23 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     def decide_batch(self, views: list[MarketView]) -> list[Decision]:
         settings = self.settings
-        inputs = [RouterPrompts(v, self.ticker, settings["anonymize"], settings["max_headlines"], last=10).at(v.date) for v in views]
+        inputs = [RouterPrompts(v, self.ticker, settings.anonymize, settings.max_headlines, last=10).at(v.date) for v in views]
         ready = [i for i, item in enumerate(inputs) if item is not None]
         optimistic = np.full(len(views), np.nan)
         optimistic[ready] = self.route([inputs[i] for i in ready])
         reasons: dict[int, str] = {}
-        if settings["router_reasons"] and ready:
+        if settings.router_reasons and ready:
             reasons = dict(zip(ready, self.reasons([inputs[i] for i in ready], optimistic[ready])))
         decisions = []
         for index, view in enumerate(views):
             window = self.current_window(view)
             item = inputs[index]
             if item is None or window is None or not np.isfinite(optimistic[index]):
-                decisions.append(self.trade(None, {"router": settings["router"], "router_label": None}, "expert_probability"))
+                decisions.append(self.trade(None, {"router": settings.router, "router_label": None}, "expert_probability"))
                 continue
             label = OPTIONS[0] if optimistic[index] >= 0.5 else OPTIONS[1]
             log = {
-                "router": settings["router"],
+                "router": settings.router,
                 "router_label": label,
                 "router_probability": float(max(optimistic[index], 1 - optimistic[index])),
                 "reason": reasons.get(index),
@@ -252,7 +255,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.settings['router']}{', anonymized' if self.settings['anonymize'] else ''})"
+        return f"{self.name} ({self.settings.router}{', anonymized' if self.settings.anonymize else ''})"
 
     def describe(self) -> dict[str, Any]:
         return {

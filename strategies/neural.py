@@ -34,7 +34,7 @@ class LSTMStrategy(MLPStrategy):
     def network(self):
         from tradesim.models.networks import LSTMClassifier
 
-        return LSTMClassifier(len(self.input_columns), steps=5, hidden=max(2, self.settings["hidden"] // 2))
+        return LSTMClassifier(len(self.input_columns), steps=5, hidden=max(2, self.settings.hidden // 2))
 
 
 class MoEGateStrategy(MLPStrategy):
@@ -44,7 +44,7 @@ class MoEGateStrategy(MLPStrategy):
     def network(self):
         from tradesim.models.networks import GatedMixture
 
-        return GatedMixture(len(self.input_columns), self.settings["hidden"])
+        return GatedMixture(len(self.input_columns), self.settings.hidden)
 
     def decide(self, view: MarketView) -> Decision:
         import torch

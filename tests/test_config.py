@@ -12,7 +12,7 @@ def test_flags_override_the_file_and_unset_flags_do_not(tmp_path):
     assert config.tickers == ("MSFT", "AAPL")
     assert config.cost_bps == 2.5 and config.fill == "next-close"
     assert config.params == {"lookback": 60, "top_k": "2"}
-    assert Momentum(config.tickers, config.params).settings == {"lookback": 60, "top_k": 2, "rebalance_every": 1, "short": False}
+    assert Momentum(config.tickers, config.params).settings.as_dict() == {"lookback": 60, "top_k": 2, "rebalance_every": 1, "short": False}
 
 
 @pytest.mark.parametrize(

@@ -512,7 +512,7 @@ def test_finteam_without_team_uses_the_newest_complete_build_and_says_so(built, 
     monkeypatch.setenv("TRADESIM_HOME", str(home))
     (home / "models" / ".finteam-staging-unfinished").mkdir(exist_ok=True)  # a build in progress never counts
     strategy = get_strategy("finteam")(("AAA",), {})
-    assert strategy.settings["team"] == str(result.directory)
+    assert strategy.settings.team == str(result.directory)
     assert any(str(result.directory) in note and "newest complete build" in note for note in strategy.notes)
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "empty"))
     with pytest.raises(TradesimError, match="no complete build under"):

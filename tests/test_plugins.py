@@ -5,6 +5,7 @@ Python, `tradesim.backtest` takes a Strategy class and a DataFrame of bars."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,9 +22,16 @@ from tradesim.errors import TradesimError
 from tradesim.strategy import Decision, Param, Strategy
 
 PLUGIN = '''
-from tradesim.strategy import Decision, Param, Strategy
+from dataclasses import dataclass
+
+from tradesim.strategy import Decision, Settings, Strategy, setting
 
 SHARE = 1.0
+
+
+@dataclass(frozen=True)
+class ContrarianSettings(Settings):
+    lookback: int = setting(5, "sessions the loss is measured over", minimum=1)
 
 
 class Contrarian(Strategy):
@@ -31,11 +39,11 @@ class Contrarian(Strategy):
 
     name = "contrarian"
     summary = "Buy the biggest loser of the last N sessions (a plug-in from another package)."
-    params = (Param("lookback", int, 5, "sessions the loss is measured over", minimum=1),)
+    Settings = ContrarianSettings
 
     def decide(self, view):
-        close = view.field("close", self.settings["lookback"] + 1).dropna(axis=1)
-        if len(close) <= self.settings["lookback"] or close.empty:
+        close = view.field("close", self.settings.lookback + 1).dropna(axis=1)
+        if len(close) <= self.settings.lookback or close.empty:
             return Decision({})
         moved = close.iloc[-1] / close.iloc[0] - 1
         loser = moved.idxmin()
@@ -119,14 +127,15 @@ def test_a_plugin_package_is_listed_backtested_and_paper_traded(tmp_path, instal
 
 
 class Halves(Strategy):
-    """A strategy class of the user's own, never registered: half in each of the first two tickers."""
+    """A strategy class of the user's own, never registered, its parameters declared the older way
+    (a `params` tuple, from which its typed Settings are made)."""
 
     name = "halves"
     summary = "Half in each of the first two tickers."
     params = (Param("first", float, 0.5, "the first ticker's weight"),)
 
     def decide(self, view):
-        return Decision({self.tickers[0]: self.settings["first"], self.tickers[1]: 1 - self.settings["first"]})
+        return Decision({self.tickers[0]: self.settings.first, self.tickers[1]: 1 - self.settings.first})
 
 
 def long_frame(tickers=("AAA", "BBB"), sessions=60, seed=1):
@@ -166,3 +175,19 @@ def test_backtest_refuses_what_is_not_a_strategy_or_bars():
         tradesim.backtest(strategy=Halves, data=long_frame().drop(columns="Close"), progress=False)
     with pytest.raises(TradesimError, match="data \\(a DataFrame\\): unknown ticker ZZZ"):
         tradesim.backtest(strategy=Halves, data=long_frame(), tickers="AAA,ZZZ", progress=False)
+
+
+def test_settings_are_typed_frozen_and_give_the_flags_and_checks():
+    from strategies.tradexpert.strategy import TradExpert
+
+    settings = TradExpert(("AAA", "BBB", "CCC"), {"top_k": "2", "general_expert": "random"}).settings
+    assert settings.top_k == 2 and settings.budget is None and settings.news_model is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.top_k = 3
+    flags = {param.flag: param for param in TradExpert.params}
+    assert flags["--top-k"].type is int and flags["--top-k"].minimum == 1 and flags["--mode"].choices == ("rank", "predict")
+    assert flags["--budget"].type is int and flags["--budget"].default is None
+    with pytest.raises(TradesimError, match="--mode \\(params.mode\\): expected one of rank, predict"):
+        TradExpert(("AAA", "BBB", "CCC"), {"mode": "guess"})
+    # The older way: a params tuple gives a typed, frozen Settings class too.
+    assert Halves(("AAA", "BBB"), {"first": "0.3"}).settings.first == 0.3 and Halves.Settings.__name__ == "HalvesSettings"

@@ -9,6 +9,7 @@ lie in the test period) have none.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,22 +19,24 @@ from tradesim.errors import TradesimError
 from tradesim.market.data import MarketView
 from tradesim.market.features import HISTORY_NEEDED, OHLC_FEATURES, fill_to_fill_returns, llmoe_features, windows
 from tradesim.policies import all_in_all_out
-from tradesim.strategy import Decision, Param, Strategy
+from tradesim.strategy import Decision, Settings, Strategy, setting
 
-LEARNING_PARAMS = (
-    Param("threshold", float, 0.5, "All-in when the predicted probability of a rise is at least this"),
-    Param("short", bool, False, "go short (-1) instead of flat when no rise is predicted"),
-    Param("train_sessions", int, 1260, "train on at most this many sessions before --train-end (0: all)", minimum=0),
-    Param("hidden", int, 64, "hidden units of each network", minimum=2),
-    Param("epochs", int, 200, "maximum training epochs (early stopping on the last 20% of training days)", minimum=1),
-    Param("patience", int, 20, "epochs without improvement before training stops", minimum=1),
-)
+@dataclass(frozen=True)
+class LearnedSettings(Settings):
+    """What every learned All-in All-out strategy sets: the threshold, shorting, training."""
+
+    threshold: float = setting(0.5, "All-in when the predicted probability of a rise is at least this")
+    short: bool = setting(False, "go short (-1) instead of flat when no rise is predicted")
+    train_sessions: int = setting(1260, "train on at most this many sessions before --train-end (0: all)", minimum=0)
+    hidden: int = setting(64, "hidden units of each network", minimum=2)
+    epochs: int = setting(200, "maximum training epochs (early stopping on the last 20% of training days)", minimum=1)
+    patience: int = setting(20, "epochs without improvement before training stops", minimum=1)
 
 
 class LearnedAllInAllOut(Strategy):
     """Shared machinery: feature windows, training rows, device, All-in All-out decisions."""
 
-    params = LEARNING_PARAMS
+    Settings = LearnedSettings
     fitted_attributes = ("fitted", "input_columns", "training_period")
 
     def __init__(self, *args, **kwargs):
@@ -71,7 +74,7 @@ class LearnedAllInAllOut(Strategy):
     def training_rows(self, view: MarketView) -> tuple[pd.DataFrame, np.ndarray]:
         """Windows and labels of the training sessions: 1 where the fill-to-fill return that the
         session's decision could earn (known inside the view) is positive."""
-        limit = self.settings["train_sessions"] or None
+        limit = self.settings.train_sessions or None
         rows = self.feature_windows(view, None if limit is None else limit + 2)
         returns = fill_to_fill_returns(view.ticker_bars(self.ticker), self.runtime.fill).reindex(rows.index)
         known = returns.notna().to_numpy()
@@ -88,7 +91,7 @@ class LearnedAllInAllOut(Strategy):
         """The network to train, built after seeding (subclasses choose the architecture)."""
         from tradesim.models.networks import FeedForward
 
-        return FeedForward(len(self.input_columns), self.settings["hidden"])
+        return FeedForward(len(self.input_columns), self.settings.hidden)
 
     def train(self, rows: pd.DataFrame, labels: np.ndarray, seed_offset: int = 0, role: str = "model"):
         """Fit a classifier, or load the one fitted before on exactly these rows and settings."""
@@ -100,8 +103,8 @@ class LearnedAllInAllOut(Strategy):
             labels,
             architecture=f"{type(self).__module__}.{type(self).__name__}.network",
             seed=self.seed + seed_offset,
-            epochs=self.settings["epochs"],
-            patience=self.settings["patience"],
+            epochs=self.settings.epochs,
+            patience=self.settings.patience,
             device=self.device,
             about={
                 "strategy": self.name,
@@ -109,7 +112,7 @@ class LearnedAllInAllOut(Strategy):
                 "ticker": self.ticker,
                 "training_period": getattr(self, "training_period", None),
                 "fill": self.runtime.fill,
-                "hidden": self.settings["hidden"],
+                "hidden": self.settings.hidden,
                 "inputs": list(map(str, rows.columns)),
             },
         )
@@ -126,8 +129,8 @@ class LearnedAllInAllOut(Strategy):
         """All-in All-out on the predicted probability of a rise (flat without a prediction)."""
         if probability is None:
             return Decision({self.ticker: 0.0}, {self.ticker: {**log, probability_key: None, "predicted": None}})
-        rise = probability >= self.settings["threshold"]
-        weight = all_in_all_out(rise, short=self.settings["short"])
+        rise = probability >= self.settings.threshold
+        weight = all_in_all_out(rise, short=self.settings.short)
         return Decision(
             {self.ticker: weight},
             {self.ticker: {**log, probability_key: probability, "predicted": "rise" if rise else "fall"}},

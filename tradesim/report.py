@@ -58,7 +58,7 @@ def report_html(result: BacktestResult, png: bytes) -> str:
     )
     period = result.metrics["period"]
     facts = {
-        "strategy": f"{result.strategy.name} {json.dumps(result.strategy.settings)}",
+        "strategy": f"{result.strategy.name} {json.dumps(result.strategy.settings.as_dict())}",
         "tickers": ", ".join(result.data.tickers),
         "data": f"{config.data} (fingerprint {result.data.fingerprint[:12]})",
         "test period": f"{period['first_decision']} .. {period['last_session']} ({period['sessions']} sessions)",

@@ -3,12 +3,18 @@
 A strategy never touches cash or orders. `fit` sees a view of the data strictly before
 `train_end`; `decide` sees a view as of each decision date and returns target weights plus one
 log row per ticker (what the strategy saw and said), which becomes `decisions.jsonl`.
+
+A strategy's parameters are a frozen dataclass of typed fields (`Settings`, each field made with
+`setting(default, help, ...)`); its command-line flags, its `[params]` checks and the listing of
+`tradesim strategies` are generated from it, and `self.settings.name` reads one.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -67,6 +73,44 @@ class Param:
         return text
 
 
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, minimum: float | None = None) -> Any:
+    """One field of a strategy's Settings: its default, the help its flag shows, the allowed texts
+    or the smallest number."""
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Base of every strategy's settings: a frozen dataclass, one typed field per parameter."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def params_of(settings: type[Settings]) -> tuple[Param, ...]:
+    """The parameters (flags, `[params]` keys) a Settings class declares."""
+    hints = typing.get_type_hints(settings)
+    found = []
+    for item in dataclasses.fields(settings):
+        kind = hints[item.name]
+        choices = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if choices:  # `int | None`: an int that may be left unset
+            kind = choices[0]
+        if kind not in (bool, int, float, str):
+            raise TypeError(f"{settings.__qualname__}.{item.name}: a setting is bool, int, float or str (or one of them | None), not {kind}")
+        found.append(Param(item.name, kind, item.default, item.metadata.get("help", ""), item.metadata.get("choices"), item.metadata.get("minimum")))
+    return tuple(found)
+
+
+def settings_of(name: str, params: tuple[Param, ...], base: type[Settings] = Settings) -> type[Settings]:
+    """A Settings class for parameters declared the older way, as a `params` tuple."""
+    fields = [
+        (p.name, p.type if p.default is not None else p.type | None, setting(p.default, p.help, choices=p.choices, minimum=p.minimum))
+        for p in params
+    ]
+    return dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Run-wide settings strategies with models need: where to compute, how to use the LLM cache."""
@@ -97,11 +141,14 @@ class Decision:
 
 
 class Strategy(abc.ABC):
-    """Base of every strategy. Subclasses set `name`, `summary`, `params` and implement `decide`."""
+    """Base of every strategy. Subclasses set `name`, `summary`, `Settings` and implement `decide`.
+
+    (A subclass may declare a `params` tuple instead of `Settings`; its Settings class is made from it.)"""
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    params: ClassVar[tuple[Param, ...]] = ()
+    Settings: ClassVar[type[Settings]] = Settings
+    params: ClassVar[tuple[Param, ...]] = ()  # generated from Settings
     # What `fit` learns (stored by paper accounts, so nightly runs load it instead of refitting),
     # and what one decision hands to the next (a held portfolio), carried from night to night.
     fitted_attributes: ClassVar[tuple[str, ...]] = ()
@@ -113,9 +160,16 @@ class Strategy(abc.ABC):
         self.tickers = tickers
         self.seed = seed
         self.runtime = runtime or Runtime()
-        self.settings = self.resolve_params(params or {})
+        self.settings = self.Settings(**self.resolve_params(params or {}))
         self.notes: list[str] = []  # facts about the run the strategy wants printed and recorded
         self.validate()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Settings" in cls.__dict__:
+            cls.params = params_of(cls.Settings)
+        elif "params" in cls.__dict__:
+            cls.Settings = settings_of(f"{cls.__name__}Settings", cls.params)
 
     @classmethod
     def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +262,7 @@ class Strategy(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about the strategy (resolved parameters, models used, its label)."""
-        return {"name": self.name, "label": self.label, "params": self.settings, "models": self.models()}
+        return {"name": self.name, "label": self.label, "params": self.settings.as_dict(), "models": self.models()}
 
 
 def _pickle(values: dict[str, Any]) -> bytes:

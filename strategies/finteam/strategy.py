@@ -13,6 +13,8 @@ The build's corpora must end before the test period: a build whose cut-off falls
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,41 +31,46 @@ from tradesim.evaluation.tasks import ACL18_FALL, ACL18_RISE, ACL18_SESSIONS, AC
 from tradesim.market.data import MarketView
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.policies import rebalance_dates, top_k
-from tradesim.strategy import Decision, Param, Strategy
+from tradesim.strategy import Decision, Settings, Strategy, setting
 
 TABLE_SESSIONS = 35  # enough bars for the table's inc-30 column on each of the last 5 sessions
+
+
+@dataclass(frozen=True)
+class FinTeamSettings(Settings):
+    """The settings of strategy FinTeam."""
+
+    team: str | None = setting(None, "a build directory from `tradesim finteam build` (its experts are used)")
+    top_k: int = setting(1, "tickers held (several tickers): the K highest rise probabilities", minimum=1)
+    rebalance_every: int = setting(1, "sessions between decisions", minimum=1)
+    max_examples: int = setting(3000, "training examples sampled at most (stratified by label)", minimum=10)
+    team_steps: int = setting(1500, "gate and head training steps", minimum=1)
+    balance: float = setting(0.1, "weight of the batch-mean usage entropy (keeps experts in use)", minimum=0)
+    sharpness: float = setting(0.0, "weight of the per-sample routing entropy penalty", minimum=0)
+    unfreeze_top: int = setting(0, "also fine-tune each expert's top N layers with the team (BERT-like experts; 0: frozen features)", minimum=0)
 
 
 class FinTeam(Strategy):
     name = "finteam"
     summary = "FinTeamExperts: macro, micro and quant role experts behind a gate predict each ticker's next move."
-    params = (
-        Param("team", str, None, "a build directory from `tradesim finteam build` (its experts are used)"),
-        Param("top_k", int, 1, "tickers held (several tickers): the K highest rise probabilities", minimum=1),
-        Param("rebalance_every", int, 1, "sessions between decisions", minimum=1),
-        Param("max_examples", int, 3000, "training examples sampled at most (stratified by label)", minimum=10),
-        Param("team_steps", int, 1500, "gate and head training steps", minimum=1),
-        Param("balance", float, 0.1, "weight of the batch-mean usage entropy (keeps experts in use)", minimum=0),
-        Param("sharpness", float, 0.0, "weight of the per-sample routing entropy penalty", minimum=0),
-        Param("unfreeze_top", int, 0, "also fine-tune each expert's top N layers with the team (BERT-like experts; 0: frozen features)", minimum=0),
-    )
+    Settings = FinTeamSettings
 
     def validate(self) -> None:
-        if not self.settings["team"]:
+        if not self.settings.team:
             found = newest_build(tradesim_home())
             if found is None:
                 raise TradesimError(
                     f"--team: strategy finteam needs a build directory, and there is no complete build under {tradesim_home() / 'models'} "
                     "(make one with `tradesim finteam build`)"
                 )
-            self.settings["team"] = str(found)
+            self.settings = dataclasses.replace(self.settings, team=str(found))
             self.note(f"--team not given: using the newest complete build under $TRADESIM_HOME, {found}")
 
-        self.build = Build.load(Path(self.settings["team"]))
-        if self.settings["unfreeze_top"]:
+        self.build = Build.load(Path(self.settings.team))
+        if self.settings.unfreeze_top:
             from transformers import AutoConfig
 
-            check_unfreezable(AutoConfig.from_pretrained(self.build.expert_dirs()[0]), self.settings["unfreeze_top"])
+            check_unfreezable(AutoConfig.from_pretrained(self.build.expert_dirs()[0]), self.settings.unfreeze_top)
         self.tables: dict[str, list[dict]] = {"gate": []}
 
     @property
@@ -71,7 +78,7 @@ class FinTeam(Strategy):
         return True
 
     def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
-        return rebalance_dates(sessions, self.settings["rebalance_every"])
+        return rebalance_dates(sessions, self.settings.rebalance_every)
 
     # ---------------------------------------------------------------- inputs
     def store(self):
@@ -85,9 +92,9 @@ class FinTeam(Strategy):
 
     def hidden(self, texts: list[str]):
         """With --unfreeze-top: every expert's token states entering its top layers."""
-        if not self.settings["unfreeze_top"]:
+        if not self.settings.unfreeze_top:
             return None
-        return [self.store().hidden(Path(p).name, p, texts, MOVEMENT_LENGTH, self.settings["unfreeze_top"]) for p in self.build.expert_dirs()]
+        return [self.store().hidden(Path(p).name, p, texts, MOVEMENT_LENGTH, self.settings.unfreeze_top) for p in self.build.expert_dirs()]
 
     @staticmethod
     def table(bars: pd.DataFrame) -> pd.DataFrame:
@@ -134,16 +141,16 @@ class FinTeam(Strategy):
         if len(rows) < 20:
             raise TradesimError(f"finteam: only {len(rows)} training examples before {first_test.date()}; give more training data (--start, --train-end)")
         frame = pd.DataFrame(rows, columns=["date", "ticker", "text", "label"]).sort_values(["date", "ticker"]).reset_index(drop=True)
-        if len(frame) > self.settings["max_examples"]:
-            frame = stratified_sample(frame, self.settings["max_examples"], self.seed)
+        if len(frame) > self.settings.max_examples:
+            frame = stratified_sample(frame, self.settings.max_examples, self.seed)
         dates = frame["date"].sort_values().unique()
         split = dates[int(len(dates) * 0.9)]  # the last tenth of the training dates: validation
         train, valid = frame[frame["date"] < split], frame[frame["date"] >= split]
         features = self.features(frame["text"].tolist())
         hidden = self.hidden(frame["text"].tolist())
         settings = TeamSettings(
-            steps=self.settings["team_steps"], balance=self.settings["balance"], sharpness=self.settings["sharpness"], seed=self.seed,
-            eval_every=max(50, self.settings["team_steps"] // 10), unfreeze_top=self.settings["unfreeze_top"],
+            steps=self.settings.team_steps, balance=self.settings.balance, sharpness=self.settings.sharpness, seed=self.seed,
+            eval_every=max(50, self.settings.team_steps // 10), unfreeze_top=self.settings.unfreeze_top,
         )
         groups = team_groups(self.build.experts)
         data = [
@@ -196,7 +203,7 @@ class FinTeam(Strategy):
             weights = {t: 1.0 if rise[t] else 0.0 for t in scored}
         else:
             scores = pd.Series({t: v[0] for t, v in scored.items()}, dtype=float)
-            weights = top_k(scores, self.settings["top_k"]).to_dict() if len(scores) else {}
+            weights = top_k(scores, self.settings.top_k).to_dict() if len(scores) else {}
         log = {}
         for ticker in self.tickers:
             if ticker not in scored:

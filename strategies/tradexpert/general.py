@@ -45,7 +45,7 @@ class GeneralExpert:
                 continue
             texts = [facts.texts[t][expert] for facts in gathered for t in facts.tickers]
             unique = list(dict.fromkeys(texts))
-            vectors = self.model(self.settings["encoder"]).embed(unique) if unique else np.empty((0, 0))
+            vectors = self.model(self.settings.encoder).embed(unique) if unique else np.empty((0, 0))
             lookup = {text: row for row, text in enumerate(unique)}
             result[expert] = vectors[[lookup[t] for t in texts]] if texts else np.empty((0, 0))
         return result
@@ -86,7 +86,7 @@ class GeneralExpert:
         for facts in self.facts([view.at(date) for date in dates]):
             realized = forward.loc[facts.date]
             known = [t for t in facts.tickers if np.isfinite(realized[t])]
-            if settings["mode"] == "rank":
+            if settings.mode == "rank":
                 for i, a in enumerate(known):
                     for b in known[i + 1 :]:
                         if realized[a] != realized[b]:
@@ -94,17 +94,17 @@ class GeneralExpert:
                             examples += [(facts, (a, b), winner), (facts, (b, a), 1 - winner)]
             else:
                 examples += [(facts, (t,), int(realized[t] <= 0)) for t in known]
-        if len(examples) > settings["lora_examples"]:
-            examples = [examples[i] for i in sorted(rng.choice(len(examples), settings["lora_examples"], replace=False))]
+        if len(examples) > settings.lora_examples:
+            examples = [examples[i] for i in sorted(rng.choice(len(examples), settings.lora_examples, replace=False))]
         prompts = [pair_prompt(facts, *names, self.horizon) if len(names) == 2 else single_prompt(facts, names[0], self.horizon) for facts, names, _ in examples]
-        options = RANK_OPTIONS if settings["mode"] == "rank" else PREDICT_OPTIONS
-        lora = LoraSettings(rank=settings["lora_rank"], alpha=2 * settings["lora_rank"], epochs=settings["lora_epochs"], seed=self.seed)
-        self.fitted.append(fine_tune(self.model(settings["general_expert"]), prompts, [label for *_, label in examples], options, lora))
+        options = RANK_OPTIONS if settings.mode == "rank" else PREDICT_OPTIONS
+        lora = LoraSettings(rank=settings.lora_rank, alpha=2 * settings.lora_rank, epochs=settings.lora_epochs, seed=self.seed)
+        self.fitted.append(fine_tune(self.model(settings.general_expert), prompts, [label for *_, label in examples], options, lora))
 
     def pair_rows(self, features: list[pd.DataFrame], forward: pd.DataFrame, dates) -> tuple[np.ndarray, np.ndarray]:
         """Pairs of tickers on each training date, in both orders: [a - b, a, b] -> 1 when a returned more."""
         rng = np.random.default_rng(self.seed)
-        per_date = max(1, self.settings["max_pairs"] // max(1, len(dates)) // 2)
+        per_date = max(1, self.settings.max_pairs // max(1, len(dates)) // 2)
         rows, labels = [], []
         for date, table in zip(dates, features):
             realized = forward.loc[date].reindex(table.index).to_numpy(dtype=float)
@@ -138,7 +138,7 @@ class GeneralExpert:
     def network(self):
         from tradesim.models.networks import FeedForward
 
-        return FeedForward(self.input_columns, self.settings["hidden"])
+        return FeedForward(self.input_columns, self.settings.hidden)
 
     def train(self, rows: np.ndarray, labels: np.ndarray):
         from tradesim.models.training import fit_or_load
@@ -150,20 +150,20 @@ class GeneralExpert:
             labels,
             architecture=f"{type(self).__module__}.{type(self).__name__}.network",
             seed=self.seed,
-            epochs=settings["epochs"],
-            patience=settings["patience"],
+            epochs=settings.epochs,
+            patience=settings.patience,
             device=self.device,
             batch_size=512,
             about={
                 "strategy": self.name,
-                "role": f"general expert ({settings['mode']})",
+                "role": f"general expert ({settings.mode})",
                 "experts": list(self.experts),
                 "factors": self.factors,
-                "encoder": self.models_used[settings["encoder"]].fingerprint if settings["encoder"] in self.models_used else None,
+                "encoder": self.models_used[settings.encoder].fingerprint if settings.encoder in self.models_used else None,
                 "training_period": self.training_period,
                 "fill": self.runtime.fill,
                 "horizon": self.horizon,
-                "hidden": settings["hidden"],
+                "hidden": settings.hidden,
                 "tickers": list(self.tickers),
             },
         )
@@ -173,7 +173,7 @@ class GeneralExpert:
     # ---------------------------------------------------------------- the General Expert
     def comparator(self, facts: Facts, table: pd.DataFrame | None):
         """P(a returns more than b) for a batch of pairs, asked in both orders."""
-        general = self.settings["general_expert"]
+        general = self.settings.general_expert
         if general == "random":
             def compare(pairs):
                 return [_seeded_uniform(self.seed, facts.date, a, b) for a, b in pairs]
@@ -191,7 +191,7 @@ class GeneralExpert:
         return both_orders(compare)
 
     def rise_probabilities(self, facts: Facts, table: pd.DataFrame | None) -> np.ndarray:
-        general = self.settings["general_expert"]
+        general = self.settings.general_expert
         if general == "random":
             return np.array([_seeded_uniform(self.seed, facts.date, t, "") for t in facts.tickers])
         if general == "fitted":

@@ -3,6 +3,7 @@ reports, fitting on the training period, and decisions on each rebalance date.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,41 @@ from tradesim.market.factors import FACTOR_HISTORY, compute_factors, information
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.policies import rebalance_dates, top_k_dropout
 from tradesim.ranking import METHODS, rank
-from tradesim.strategy import Decision, Param, Strategy
+from tradesim.strategy import Decision, Settings, Strategy, setting
+
+
+@dataclass(frozen=True)
+class TradExpertSettings(Settings):
+    """The settings of strategy TradExpert."""
+
+    mode: str = setting("rank", "rank: pairwise ranking, top-K portfolio; predict: rise/fall, All-in All-out per ticker", choices=("rank", "predict"))
+    ranking: str = setting("all-pairs", "how comparisons become a ranking", choices=METHODS)
+    budget: int | None = setting(None, "at most this many comparisons per decision date (budgeted ranking)", minimum=0)
+    top_k: int = setting(5, "tickers held after each rebalance (rank mode)", minimum=1)
+    rebalance_every: int = setting(5, "sessions between decisions, and the horizon compared or predicted", minimum=1)
+    n_drop: int | None = setting(None, "replace at most this many held tickers per rebalance (qlib's TopkDropout)", minimum=0)
+    general_expert: str = setting("fitted", "fitted (trained on the training period), random, or a model spec used zero-shot")
+    fine_tune: str = setting("none", "lora: fine-tune the --general-expert model (hf: or smollm2) with LoRA on the training period", choices=("none", "lora"))
+    lora_rank: int = setting(8, "LoRA rank (--fine-tune lora)", minimum=1)
+    lora_epochs: int = setting(1, "passes over the LoRA training prompts", minimum=1)
+    lora_examples: int = setting(2000, "training prompts sampled at most for LoRA (pairs in both orders, or tickers)", minimum=2)
+    encoder: str = setting("minilm", "the encoder whose report embeddings the fitted General Expert reads")
+    expert_model: str | None = setting(None, "a model that can generate: turns each expert's facts into its report (default: facts are the report)")
+    news_model: str | None = setting(None, "the model of the News expert alone (default: --expert-model)")
+    market_model: str | None = setting(None, "the model of the Market expert alone (default: --expert-model)")
+    alpha_model: str | None = setting(None, "the model of the Alpha expert alone (default: --expert-model)")
+    fundamental_model: str | None = setting(None, "the model of the Fundamental expert alone (default: --expert-model)")
+    experts: str = setting(",".join(EXPERTS), "the experts that report (drop some for the paper's ablation)")
+    alpha_factors: int = setting(8, "Alpha factors chosen on the training period by |information coefficient|", minimum=1)
+    market_window: int = setting(20, "sessions the Market expert describes", minimum=5)
+    news_sessions: int = setting(5, "sessions of headlines the News expert reads", minimum=1)
+    max_headlines: int = setting(8, "headlines per ticker in a News report", minimum=0)
+    max_market_news: int = setting(3, "market-wide headlines in a News report", minimum=0)
+    train_sessions: int = setting(750, "train on at most this many sessions before --train-end (0: all)", minimum=0)
+    max_pairs: int = setting(60000, "training pairs sampled at most (fitted comparator)", minimum=100)
+    hidden: int = setting(64, "hidden units of the fitted General Expert", minimum=2)
+    epochs: int = setting(60, "maximum training epochs (early stopping on the last 20% of training dates)", minimum=1)
+    patience: int = setting(8, "epochs without improvement before training stops", minimum=1)
 
 
 class TradExpert(GeneralExpert, Strategy):
@@ -25,33 +60,7 @@ class TradExpert(GeneralExpert, Strategy):
     summary = "TradExpert: News, Market, Alpha and Fundamental experts report; a General Expert ranks (top-K) or predicts."
     fitted_attributes = ("fitted", "factors", "ics", "factor_table", "training_period", "projections", "input_columns", "general")
     carried_attributes = ("held",)
-    params = (
-        Param("mode", str, "rank", "rank: pairwise ranking, top-K portfolio; predict: rise/fall, All-in All-out per ticker", ("rank", "predict")),
-        Param("ranking", str, "all-pairs", "how comparisons become a ranking", METHODS),
-        Param("budget", int, None, "at most this many comparisons per decision date (budgeted ranking)", minimum=0),
-        Param("top_k", int, 5, "tickers held after each rebalance (rank mode)", minimum=1),
-        Param("rebalance_every", int, 5, "sessions between decisions, and the horizon compared or predicted", minimum=1),
-        Param("n_drop", int, None, "replace at most this many held tickers per rebalance (qlib's TopkDropout)", minimum=0),
-        Param("general_expert", str, "fitted", "fitted (trained on the training period), random, or a model spec used zero-shot"),
-        Param("fine_tune", str, "none", "lora: fine-tune the --general-expert model (hf: or smollm2) with LoRA on the training period", ("none", "lora")),
-        Param("lora_rank", int, 8, "LoRA rank (--fine-tune lora)", minimum=1),
-        Param("lora_epochs", int, 1, "passes over the LoRA training prompts", minimum=1),
-        Param("lora_examples", int, 2000, "training prompts sampled at most for LoRA (pairs in both orders, or tickers)", minimum=2),
-        Param("encoder", str, "minilm", "the encoder whose report embeddings the fitted General Expert reads"),
-        Param("expert_model", str, None, "a model that can generate: turns each expert's facts into its report (default: facts are the report)"),
-        *(Param(f"{expert}_model", str, None, f"the model of the {expert.capitalize()} expert alone (default: --expert-model)") for expert in EXPERTS),
-        Param("experts", str, ",".join(EXPERTS), "the experts that report (drop some for the paper's ablation)"),
-        Param("alpha_factors", int, 8, "Alpha factors chosen on the training period by |information coefficient|", minimum=1),
-        Param("market_window", int, 20, "sessions the Market expert describes", minimum=5),
-        Param("news_sessions", int, 5, "sessions of headlines the News expert reads", minimum=1),
-        Param("max_headlines", int, 8, "headlines per ticker in a News report", minimum=0),
-        Param("max_market_news", int, 3, "market-wide headlines in a News report", minimum=0),
-        Param("train_sessions", int, 750, "train on at most this many sessions before --train-end (0: all)", minimum=0),
-        Param("max_pairs", int, 60000, "training pairs sampled at most (fitted comparator)", minimum=100),
-        Param("hidden", int, 64, "hidden units of the fitted General Expert", minimum=2),
-        Param("epochs", int, 60, "maximum training epochs (early stopping on the last 20% of training dates)", minimum=1),
-        Param("patience", int, 8, "epochs without improvement before training stops", minimum=1),
-    )
+    Settings = TradExpertSettings
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,32 +72,32 @@ class TradExpert(GeneralExpert, Strategy):
     # ---------------------------------------------------------------- settings
     def validate(self) -> None:
         settings = self.settings
-        chosen = tuple(e.strip() for e in settings["experts"].split(",") if e.strip())
+        chosen = tuple(e.strip() for e in settings.experts.split(",") if e.strip())
         unknown = [e for e in chosen if e not in EXPERTS]
         if unknown or not chosen:
-            raise TradesimError(f"--experts {settings['experts']!r}: expected a comma-separated subset of {', '.join(EXPERTS)}")
+            raise TradesimError(f"--experts {settings.experts!r}: expected a comma-separated subset of {', '.join(EXPERTS)}")
         self.experts = tuple(e for e in EXPERTS if e in chosen)
-        if settings["mode"] == "rank":
+        if settings.mode == "rank":
             if len(self.tickers) < 2:
                 raise TradesimError("--mode rank: ranking needs at least two tickers (use --mode predict for one)")
-            if settings["top_k"] >= len(self.tickers):
-                raise TradesimError(f"--top-k {settings['top_k']}: must be fewer than the {len(self.tickers)} tickers ranked")
-        if settings["budget"] is not None and settings["ranking"] != "budgeted":
-            raise TradesimError(f"--budget: only the budgeted ranking takes a budget (--ranking {settings['ranking']} compares what it must)")
-        if settings["budget"] is not None and settings["mode"] == "rank":
+            if settings.top_k >= len(self.tickers):
+                raise TradesimError(f"--top-k {settings.top_k}: must be fewer than the {len(self.tickers)} tickers ranked")
+        if settings.budget is not None and settings.ranking != "budgeted":
+            raise TradesimError(f"--budget: only the budgeted ranking takes a budget (--ranking {settings.ranking} compares what it must)")
+        if settings.budget is not None and settings.mode == "rank":
             from tradesim.ranking import budget_too_small, minimum_budget
 
-            if settings["budget"] < minimum_budget(len(self.tickers), settings["top_k"]):
-                raise TradesimError(f"--budget {settings['budget']}: " + budget_too_small(len(self.tickers), settings["top_k"], settings["budget"]))
+            if settings.budget < minimum_budget(len(self.tickers), settings.top_k):
+                raise TradesimError(f"--budget {settings.budget}: " + budget_too_small(len(self.tickers), settings.top_k, settings.budget))
         from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
 
-        general = settings["general_expert"]
+        general = settings.general_expert
         if general not in ("fitted", "random") and general.partition(":")[0] not in BACKENDS:
             raise TradesimError(f"--general-expert {general!r}: expected fitted, random or a model spec (minilm, smollm2, hf:..., openai:...)")
-        if settings["fine_tune"] == "lora" and general.partition(":")[0] not in LOCAL_BACKENDS:
+        if settings.fine_tune == "lora" and general.partition(":")[0] not in LOCAL_BACKENDS:
             raise TradesimError(f"--fine-tune lora: needs --general-expert to be a local model (smollm2 or hf:...), not {general!r}")
         for key in ("encoder", "expert_model", *(f"{e}_model" for e in EXPERTS)):
-            spec = settings[key]
+            spec = getattr(settings, key)
             if spec is not None and spec.partition(":")[0] not in BACKENDS:
                 raise TradesimError(f"--{key.replace('_', '-')} {spec!r}: expected a model spec (minilm, smollm2, hf:..., openai:...)")
 
@@ -98,10 +107,10 @@ class TradExpert(GeneralExpert, Strategy):
 
     @property
     def horizon(self) -> int:
-        return self.settings["rebalance_every"]
+        return self.settings.rebalance_every
 
     def decision_dates(self, sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
-        return rebalance_dates(sessions, self.settings["rebalance_every"])
+        return rebalance_dates(sessions, self.settings.rebalance_every)
 
     # ---------------------------------------------------------------- models
     def model(self, spec: str):
@@ -110,7 +119,7 @@ class TradExpert(GeneralExpert, Strategy):
         return self.models_used[spec]
 
     def state(self) -> bytes:
-        if self.settings["fine_tune"] == "lora":
+        if self.settings.fine_tune == "lora":
             raise TradesimError("--fine-tune lora: the LoRA-tuned General Expert lives inside its model and cannot be stored for a paper account yet")
         return super().state()
 
@@ -123,8 +132,8 @@ class TradExpert(GeneralExpert, Strategy):
         settings = self.settings
         gathered = [
             gather(
-                view, self.experts, self.factors, self.ics, settings["market_window"], settings["news_sessions"],
-                settings["max_headlines"], settings["max_market_news"],
+                view, self.experts, self.factors, self.ics, settings.market_window, settings.news_sessions,
+                settings.max_headlines, settings.max_market_news,
             )
             for view in views
         ]
@@ -134,14 +143,14 @@ class TradExpert(GeneralExpert, Strategy):
         return gathered
 
     def expert_model(self, expert: str) -> str | None:
-        return self.settings[f"{expert}_model"] or self.settings["expert_model"]
+        return getattr(self.settings, f"{expert}_model") or self.settings.expert_model
 
     def write_reports(self, gathered: list[Facts], expert: str) -> None:
         """The expert's model turns its facts into its report, once per (ticker, date)."""
         spec = self.expert_model(expert)
         model = self.model(spec)
         if not model.can_generate:
-            flag = f"--{expert}-model" if self.settings[f"{expert}_model"] else "--expert-model"
+            flag = f"--{expert}-model" if getattr(self.settings, f"{expert}_model") else "--expert-model"
             raise TradesimError(f"{flag} {model.spec}: this model cannot generate reports; use smollm2, an hf: or an openai: model")
         keys = [(facts, ticker) for facts in gathered for ticker in facts.tickers if expert in facts.texts[ticker]]
         prompts = [expert_prompt(expert, facts.texts[ticker][expert]) for facts, ticker in keys]
@@ -154,8 +163,8 @@ class TradExpert(GeneralExpert, Strategy):
 
     # ---------------------------------------------------------------- fitting
     def training_dates(self, view: MarketView) -> pd.DatetimeIndex:
-        sessions = view.sessions[FACTOR_HISTORY + self.settings["market_window"] :]
-        limit = self.settings["train_sessions"]
+        sessions = view.sessions[FACTOR_HISTORY + self.settings.market_window :]
+        limit = self.settings.train_sessions
         if limit:
             sessions = sessions[-limit:]
         return sessions[::-1][:: self.horizon][::-1]
@@ -169,24 +178,24 @@ class TradExpert(GeneralExpert, Strategy):
         if len(labelled) < 20:
             raise TradesimError(
                 f"--train-end: strategy {self.name} has only {len(labelled)} training dates with known {self.horizon}-session "
-                f"returns before {view.date.date()} (needs 20, after {FACTOR_HISTORY + settings['market_window']} sessions of history)"
+                f"returns before {view.date.date()} (needs 20, after {FACTOR_HISTORY + settings.market_window} sessions of history)"
             )
         self.factors, self.ics = [], {}
         if "alpha" in self.experts:
             history = compute_factors(panel(view, None))  # as decisions see them: one missing bar carried over
             ics = information_coefficients({k: v.loc[labelled] for k, v in history.items()}, forward.loc[labelled])
-            self.factors = select_factors(ics, settings["alpha_factors"])
+            self.factors = select_factors(ics, settings.alpha_factors)
             self.ics = {name: float(ics.loc[name, "ic_mean"]) for name in self.factors}
             self.factor_table = ics
         self.training_period = (str(labelled[0].date()), str(labelled[-1].date()))
-        if settings["fine_tune"] == "lora":
+        if settings.fine_tune == "lora":
             self.fine_tune(view, forward, labelled)
-        if settings["general_expert"] != "fitted":
+        if settings.general_expert != "fitted":
             return
         gathered = self.facts([view.at(date) for date in labelled])
         self.fit_projections(gathered)
         features = self.features(gathered)
-        if settings["mode"] == "rank":
+        if settings.mode == "rank":
             rows, labels = self.pair_rows(features, forward, labelled)
         else:
             rows, labels = self.single_rows(features, forward, labelled)
@@ -209,11 +218,11 @@ class TradExpert(GeneralExpert, Strategy):
 
     def decide_batch(self, views: list[MarketView]) -> list[Decision]:
         gathered = self.facts(views)
-        tables = self.features(gathered) if self.settings["general_expert"] == "fitted" else [None] * len(gathered)
+        tables = self.features(gathered) if self.settings.general_expert == "fitted" else [None] * len(gathered)
         decisions = []
         for facts, table in zip(gathered, tables):
             self.record_reports(facts)
-            decide = self.rank_decision if self.settings["mode"] == "rank" else self.predict_decision
+            decide = self.rank_decision if self.settings.mode == "rank" else self.predict_decision
             decisions.append(decide(facts, table))
         return decisions
 
@@ -229,10 +238,10 @@ class TradExpert(GeneralExpert, Strategy):
         if len(facts.tickers) < 2:
             self.held = set()
             return Decision({}, {t: {"rank": None, "reason": "fewer than two tickers could be judged"} for t in self.tickers})
-        ranking = rank(facts.tickers, self.comparator(facts, table), settings["ranking"], k=settings["top_k"], budget=settings["budget"], seed=self.seed + facts.date.toordinal())
-        holding = top_k_dropout(ranking.order, self.held, settings["top_k"], settings["n_drop"])
+        ranking = rank(facts.tickers, self.comparator(facts, table), settings.ranking, k=settings.top_k, budget=settings.budget, seed=self.seed + facts.date.toordinal())
+        holding = top_k_dropout(ranking.order, self.held, settings.top_k, settings.n_drop)
         self.held = set(holding)
-        weights = {t: 1.0 / settings["top_k"] for t in holding}
+        weights = {t: 1.0 / settings.top_k for t in holding}
         position = {t: i + 1 for i, t in enumerate(ranking.order)}
         for a, b, p in ranking.compared:
             self.tables["comparisons"].append({"date": day, "a": a, "b": b, "p_a_beats_b": p})
@@ -272,9 +281,9 @@ class TradExpert(GeneralExpert, Strategy):
     @property
     def label(self) -> str:
         settings = self.settings
-        general = settings["general_expert"] + (" + LoRA" if settings["fine_tune"] == "lora" else "")
-        ranking = settings["ranking"] if settings["mode"] == "rank" else "rise/fall"
-        return f"{self.name} ({settings['mode']}, {ranking}, {general}, experts {settings['experts']})"
+        general = settings.general_expert + (" + LoRA" if settings.fine_tune == "lora" else "")
+        ranking = settings.ranking if settings.mode == "rank" else "rise/fall"
+        return f"{self.name} ({settings.mode}, {ranking}, {general}, experts {settings.experts})"
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -143,7 +143,7 @@ def _init_account(
         fill = "next-close"
     config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=session_day(first), out=None)
     strategy = _strategy(config, fill, progress)
-    config = dataclasses.replace(config, params=strategy.settings)
+    config = dataclasses.replace(config, params=strategy.settings.as_dict())
     if strategy.looks_ahead:
         raise TradesimError(f"strategy {strategy.name}: {strategy.look_ahead_reason}; a paper account cannot look ahead")
     if fill == "same-close":

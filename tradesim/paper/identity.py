@@ -112,7 +112,7 @@ def fingerprint_parts(config: RunConfig, strategy: Strategy, fitted_sha: str, di
     models = sorted({(m.get("spec"), m.get("fingerprint")) for m in described.get("models", [])})
     return {
         "strategy": strategy.name,
-        "parameters": json.dumps(strategy.settings, sort_keys=True, default=str),
+        "parameters": json.dumps(strategy.settings.as_dict(), sort_keys=True, default=str),
         "tickers": ",".join(strategy.tickers),
         "trading": json.dumps({"fill": strategy.runtime.fill, "cost_bps": config.cost_bps, "slippage_bps": config.slippage_bps, "dividends": dividends}),
         "sources": json.dumps({"data": config.data, "news": config.news, "fundamentals": config.fundamentals, "start": config.start, "cutoff": config.cutoff}),
