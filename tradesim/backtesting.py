@@ -26,6 +26,7 @@ from tradesim.market.data import IN_MEMORY, MarketData, load_market_data
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.market.quality import check_data, quality_summary
 from tradesim.metrics import ANNUALIZATION, performance, prediction_quality, rank_ic, trading
+from tradesim.policies import benchmark_targets
 from tradesim.rundir import check_run_dir, write_run_directory
 from tradesim.runs import Run
 from tradesim.strategy import Runtime, Strategy
@@ -99,14 +100,12 @@ def order_action(previous: float, weight: float) -> str:
 
 
 def benchmark_weights(close: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
-    """Equal weight over the tickers priced at each session, rebalanced when one lists or its data
-    ends (from `first` to `last`)."""
+    """The benchmark (`policies.benchmark_targets`) from `first` to `last`: a row where the tickers
+    priced change (the first session, a listing, data that ends)."""
     window = close.loc[first:last]
     priced = np.isfinite(window.to_numpy())
     changed = np.r_[True, (priced[1:] != priced[:-1]).any(axis=1)]
-    rows = priced[changed].astype(float)
-    rows /= np.maximum(rows.sum(axis=1, keepdims=True), 1)
-    return pd.DataFrame(rows, index=window.index[changed], columns=close.columns)
+    return pd.DataFrame(benchmark_targets(priced[changed]), index=window.index[changed], columns=close.columns)
 
 
 def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, predictions: dict) -> dict[str, Any]:

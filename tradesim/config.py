@@ -31,6 +31,9 @@ from tradesim.errors import TradesimError
 from tradesim.tickers import parse_tickers
 
 FILL_MODES = ("next-open", "next-close", "same-close")
+# What each fill convention means: the price an order fills at, and how many sessions after its
+# decision. The engine's fills, paper nights and the returns learned parts predict all read this.
+FILL_RULES = {"next-open": ("open", 1), "next-close": ("close", 1), "same-close": ("close", 0)}
 SAME_CLOSE_FLAG = (
     "SAME-CLOSE FILLS: each decision fills at the close of its own session, as a market-on-close order that "
     "treats that close as known (the papers' convention); results are optimistic and not tradable as such"

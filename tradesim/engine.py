@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tradesim.config import FILL_MODES
+from tradesim.config import FILL_MODES, FILL_RULES
 
 DELISTED = "delisted"
 RUINED = "ruined"
@@ -87,6 +87,15 @@ class Schedule:
 NO_OPEN = "no open: filled at close"
 
 
+def fill_prices_of(fill: str, open_: np.ndarray | None, close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The price each order fills at under `fill` (FILL_RULES), and where an open fill found no
+    open and took that session's close instead (NO_OPEN)."""
+    if FILL_RULES[fill][0] == "open":
+        at_close = ~np.isfinite(open_) & np.isfinite(close)
+        return np.where(at_close, close, open_), at_close
+    return np.array(close, dtype=float), np.zeros(np.shape(close), dtype=bool)
+
+
 def fill_schedule(
     weights: pd.DataFrame,
     open_: pd.DataFrame | None,
@@ -119,17 +128,15 @@ def fill_schedule(
     sessions = sessions_all[first:]
     close_values = close.to_numpy(dtype=float)[first:]
     valuation = pd.DataFrame(close.to_numpy(dtype=float)).ffill().to_numpy()[first:]
-    if fill == "next-open":
+    if FILL_RULES[fill][0] == "open":
         if open_ is None:
             raise ValueError("next-open fills need open prices")
         open_values = open_.reindex(index=close.index, columns=close.columns).to_numpy(dtype=float)[first:]
-        at_close = ~np.isfinite(open_values) & np.isfinite(close_values)
-        fill_prices = np.where(at_close, close_values, open_values)
     else:
-        at_close = np.zeros(close_values.shape, dtype=bool)
-        fill_prices = close_values.copy()
+        open_values = None
+    fill_prices, at_close = fill_prices_of(fill, open_values, close_values)
 
-    fill_rows = decision_positions - first + (0 if fill == "same-close" else 1)
+    fill_rows = decision_positions - first + FILL_RULES[fill][1]
     fillable = fill_rows < len(sessions)
     targets = np.full(close_values.shape, np.nan)
     targets[fill_rows[fillable]] = weights.to_numpy(dtype=float)[fillable]

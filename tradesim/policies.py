@@ -2,6 +2,8 @@
 
 * All-in All-out: one ticker, all capital in when a rise is predicted, out (or short) otherwise.
 * Top-K: equal weight 1/K on the K best-scored tickers, rebalanced every N sessions.
+* The benchmark: equal weight over the tickers priced, bought with the first decision and held,
+  re-weighted only when a ticker lists or its data ends (backtests and paper accounts alike).
 """
 
 from __future__ import annotations
@@ -58,3 +60,10 @@ def top_k_dropout(order: list[str], held: set[str], k: int, n_drop: int | None =
     keep = sorted(keep, key=ranked.get)[:k]
     newcomers = [name for name in order if name not in keep][: k - len(keep)]
     return sorted(keep + newcomers, key=ranked.get)
+
+
+def benchmark_targets(priced: np.ndarray) -> np.ndarray:
+    """The benchmark's target weights over tickers given which are priced (rows of booleans): equal
+    weight over the priced ones."""
+    rows = np.asarray(priced, dtype=float)
+    return rows / np.maximum(rows.sum(axis=-1, keepdims=True), 1)

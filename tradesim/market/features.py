@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tradesim.config import FILL_RULES
+
 MOVING_AVERAGES = (5, 10, 15, 20, 25, 30)
 FEATURE_NAMES = (
     "open_to_close",
@@ -79,13 +81,9 @@ def fill_to_fill_returns(bars: pd.DataFrame, fill: str, horizon: int = 1) -> pd.
     This is what learned strategies predict, what the oracle router reveals and what prediction
     accuracy and RankIC are measured against: the overnight move before a next-open fill is never earned.
     """
-    if fill == "same-close":
-        prices, offset = bars["close"], 0
-    elif fill == "next-close":
-        prices, offset = bars["close"], 1
-    elif fill == "next-open":
-        prices, offset = bars["open"], 1
-    else:
+    if fill not in FILL_RULES:
         raise ValueError(f"unknown fill convention {fill!r}")
+    field, offset = FILL_RULES[fill]
+    prices = bars[field]
     entry = prices.shift(-offset)
     return entry.shift(-horizon) / entry - 1

@@ -32,7 +32,7 @@ import pandas as pd
 
 from tradesim.backtesting import check_weights, order_action, seeded_global_random
 from tradesim.config import RunConfig
-from tradesim.engine import rebalance
+from tradesim.engine import fill_prices_of, rebalance
 from tradesim.errors import TradesimError
 from tradesim.market.data import load_market_data
 from tradesim.paper.calendar import CALENDAR, calendar, close_time, due_sessions, last_closed, next_session, session_day
@@ -41,6 +41,7 @@ from tradesim.paper.ledger import BOOKS, LEDGER, SESSION_TABLES, Ledger, LedgerC
 from tradesim.paper.reading import LOCK, OUTPUTS, RUNNING, account_dir, config_of, outputs_current, pending_orders
 from tradesim.paper.report import account_report
 from tradesim.plugins import get_strategy
+from tradesim.policies import benchmark_targets
 from tradesim.strategy import Runtime, Strategy
 
 
@@ -451,7 +452,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
             _apply_actions(night, book, printed["adjustment_step"], data.arrays["raw_close"][row - 1], day_splits, meta["dividends"])
             pending = ledger.query("SELECT id, ticker, target FROM orders WHERE fill_session = ? AND book = ?", (night.session, book.name))
             if pending:
-                prices = np.where(np.isfinite(printed["raw_open"]), printed["raw_open"], closes) if fill == "next-open" else closes
+                prices, _ = fill_prices_of(fill, printed["raw_open"], closes)
                 _fill(night, book, pending, prices, closes, config)
         if session in decisions:
             decision = decisions[session]
@@ -465,8 +466,9 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
                 reasons.append(_reason(log, before, weight))
             previous_weights = dict(zip(data.tickers, targets))
             night.rows["orders"] += _order_rows("account", night.session, night.next_session, data.tickers, targets, reasons)
-        if session == first_decision:  # the backtest's rule: the benchmark is bought with the first decision
-            equal = np.full(len(data.tickers), 1.0 / len(data.tickers))
+        priced = np.isfinite(closes)
+        if session == first_decision or (first_decision is not None and session > first_decision and (priced != np.isfinite(data.arrays["raw_close"][row - 1])).any()):
+            equal = benchmark_targets(priced)  # the backtest's rule: bought with the first decision, re-weighted when the priced tickers change
             night.rows["orders"] += _order_rows("benchmark", night.session, night.next_session, data.tickers, equal, ["equal weight, bought and held"] * len(equal))
         night.rows["side_rows"] = side_rows.get(night.session, [])
         for book in books.values():
