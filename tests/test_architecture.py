@@ -97,6 +97,16 @@ def test_tradesim_never_imports_strategies():
     assert {name: targets for name, targets in wrong.items() if targets} == {}
 
 
+def test_market_data_knows_no_strategy_or_model():
+    graph = imports(_modules())
+    banned = ("strategies", "tradesim.strategy", "tradesim.llm", "tradesim.models", "tradesim.learned", "tradesim.backtesting")
+    wrong = {
+        name: sorted(t for t in targets if t.startswith(banned))
+        for name, targets in graph.items() if name.startswith("tradesim.market")
+    }
+    assert {name: targets for name, targets in wrong.items() if targets} == {}
+
+
 def test_no_import_cycles():
     assert cycles(imports(_modules())) == []
 

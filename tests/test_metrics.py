@@ -45,3 +45,17 @@ def test_trading_metrics():
     assert got["exposure"] == pytest.approx(0.5)
     # one-way: half of (100/100 + 110/110), over 4 periods, times 4 periods a year
     assert got["turnover"] == pytest.approx(1.0)
+
+
+def test_matthews_correlation_is_scikit_learns():
+    from sklearn.metrics import matthews_corrcoef
+
+    from tradesim.metrics import matthews
+
+    rng = np.random.default_rng(3)
+    for size in (2, 7, 50, 400):
+        for share in (0.1, 0.5, 0.9):
+            truth, guess = rng.random(size) < share, rng.random(size) < 0.5
+            assert matthews(truth, guess) == pytest.approx(matthews_corrcoef(truth, guess), abs=1e-12)
+    constant = np.ones(10, dtype=bool)
+    assert matthews(constant, rng.random(10) < 0.5) == matthews_corrcoef(constant, rng.random(10) < 0.5) == 0.0
