@@ -19,6 +19,7 @@ import pandas as pd
 from tradesim.errors import TradesimError
 from tradesim.learned import LearnedAllInAllOut, LearnedSettings
 from tradesim.llm.base import Chat
+from tradesim.llm.model import BACKENDS
 from tradesim.market.data import MarketView
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.strategy import Decision, setting
@@ -135,7 +136,6 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     def validate(self) -> None:
         super().validate()
-        from tradesim.llm.model import BACKENDS
 
         router = self.settings.router
         if router not in ABLATION_ROUTERS and router.partition(":")[0] not in BACKENDS:

@@ -4,3 +4,17 @@ one worker runs them while the other works through the rest."""
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: 0 if item.path.name == "test_notebooks.py" else 1)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker computes on one thread (torch, and the BLAS and OpenMP pools of
+    the processes it starts: notebook kernels, CLI children): two workers on two cores, instead of
+    four threads fighting over them."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+        import torch
+
+        torch.set_num_threads(1)

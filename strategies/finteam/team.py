@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+from strategies.finteam.backbone import top_pooled
+
 
 @dataclass(frozen=True)
 class TeamSettings:
@@ -52,8 +54,6 @@ def build_team(groups: Sequence[Sequence[int]], dim: int, heads: dict[str, int],
     (in sorted expert order, `top_layers`), and `config` the backbone's config."""
     import torch
     from torch import nn
-
-    from strategies.finteam.backbone import top_pooled
 
     class Team(nn.Module):
         def __init__(self):

@@ -18,6 +18,7 @@ import pandas as pd
 
 from strategies.tradexpert.experts import Facts
 from strategies.tradexpert.prompts import PREDICT_DESCRIPTIONS, PREDICT_OPTIONS, RANK_DESCRIPTIONS, RANK_OPTIONS, pair_prompt, single_prompt
+from tradesim.llm.lora import LoraSettings, fine_tune
 from tradesim.market.data import MarketView
 from tradesim.ranking import both_orders
 
@@ -78,8 +79,6 @@ class GeneralExpert:
     def fine_tune(self, view: MarketView, forward: pd.DataFrame, dates) -> None:
         """LoRA-fit the General Expert's model to answer the training prompts with their realized labels
         (A when stock A returned more over the horizon; Rise when the return was positive)."""
-        from tradesim.llm.lora import LoraSettings, fine_tune
-
         settings = self.settings
         rng = np.random.default_rng(self.seed)
         examples: list[tuple[Facts, tuple[str, ...], int]] = []

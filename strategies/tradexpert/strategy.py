@@ -13,11 +13,12 @@ from strategies.tradexpert.experts import EXPERTS, Facts, gather, panel
 from strategies.tradexpert.general import GeneralExpert
 from strategies.tradexpert.prompts import REPORT_STOP, REPORT_TOKENS, TEMPLATE_VERSION, expert_prompt
 from tradesim.errors import TradesimError
+from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
 from tradesim.market.data import MarketView
 from tradesim.market.factors import FACTOR_HISTORY, compute_factors, information_coefficients, select_factors
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.policies import rebalance_dates, top_k_dropout
-from tradesim.ranking import METHODS, rank
+from tradesim.ranking import METHODS, budget_too_small, minimum_budget, rank
 from tradesim.strategy import Decision, Settings, Strategy, setting
 
 
@@ -85,11 +86,8 @@ class TradExpert(GeneralExpert, Strategy):
         if settings.budget is not None and settings.ranking != "budgeted":
             raise TradesimError(f"--budget: only the budgeted ranking takes a budget (--ranking {settings.ranking} compares what it must)")
         if settings.budget is not None and settings.mode == "rank":
-            from tradesim.ranking import budget_too_small, minimum_budget
-
             if settings.budget < minimum_budget(len(self.tickers), settings.top_k):
                 raise TradesimError(f"--budget {settings.budget}: " + budget_too_small(len(self.tickers), settings.top_k, settings.budget))
-        from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
 
         general = settings.general_expert
         if general not in ("fitted", "random") and general.partition(":")[0] not in BACKENDS:

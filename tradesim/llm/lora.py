@@ -23,8 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
+from tradesim.config import tradesim_home
 from tradesim.errors import TradesimError
 from tradesim.llm.base import Prompt, prompt_key
+from tradesim.llm.hf import HFBackend
 from tradesim.llm.model import LanguageModel
 
 ADAPTER_VERSION = 1
@@ -52,9 +54,6 @@ def adapter_hash(base_fingerprint: str, prompts: Sequence[Prompt], labels: Seque
 def fine_tune(model: LanguageModel, prompts: Sequence[Prompt], labels: Sequence[int], options: Sequence[str], settings: LoraSettings) -> dict:
     """Fit (or load) a LoRA adapter that makes `model` answer prompt i with options[labels[i]], and
     merge it into the model in place. Returns the record of the fit (hash, where, losses)."""
-    from tradesim.config import tradesim_home
-    from tradesim.llm.hf import HFBackend
-
     backend = model.backend
     if not isinstance(backend, HFBackend):
         raise TradesimError(f"{model.spec}: LoRA fine-tuning needs a local transformers model (hf:... or smollm2)")

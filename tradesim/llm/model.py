@@ -14,9 +14,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from tradesim.config import tradesim_home
 from tradesim.errors import TradesimError
 from tradesim.llm.base import Backend, Prompt, prompt_key
 from tradesim.llm.cache import DecisionCache, cache_key
+from tradesim.llm.hf import HFBackend
+from tradesim.llm.minilm import MiniLMBackend
+from tradesim.llm.openai_server import OpenAIBackend
+from tradesim.llm.weights import file_sha256
 
 COMMIT_EVERY = 64  # prompts per model call between cache commits (an interrupted run keeps these)
 PROGRESS_DELAY_S = 2.0
@@ -163,14 +168,10 @@ class LanguageModel:
 
 
 def _hf(target: str, options: dict[str, Any]) -> Backend:
-    from tradesim.llm.hf import HFBackend
-
     return HFBackend(target, **options)
 
 
 def _openai(target: str, options: dict[str, Any]) -> Backend:
-    from tradesim.llm.openai_server import OpenAIBackend
-
     base_url, separator, model = target.rpartition("#")
     if not separator or not base_url or not model:
         raise TradesimError(f"model spec openai:{target}: expected openai:<base url>#<model>, e.g. openai:http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct")
@@ -178,8 +179,6 @@ def _openai(target: str, options: dict[str, Any]) -> Backend:
 
 
 def _minilm(target: str, options: dict[str, Any]) -> Backend:
-    from tradesim.llm.minilm import MiniLMBackend
-
     if target:
         raise TradesimError(f"model spec minilm:{target}: minilm takes no argument")
     return MiniLMBackend(**options)
@@ -196,10 +195,6 @@ def _smollm2(target: str, options: dict[str, Any]) -> Backend:
     import importlib.util
     import shutil
     import tempfile
-
-    from tradesim.config import tradesim_home
-    from tradesim.llm.hf import HFBackend
-    from tradesim.llm.weights import file_sha256
 
     if target:
         raise TradesimError(f"model spec smollm2:{target}: smollm2 takes no argument")

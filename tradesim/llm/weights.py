@@ -10,14 +10,14 @@ import os
 import tempfile
 from pathlib import Path
 
+from tradesim.config import tradesim_home
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 TOKENIZER_FILES = ("tokenizer.model", "merges.txt", "vocab.txt", "spiece.model")
 BLOCK = 1 << 22
 
 
 def _memo_path() -> Path:
-    from tradesim.config import tradesim_home
-
     return tradesim_home() / "file-hashes.json"
 
 

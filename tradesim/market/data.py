@@ -24,6 +24,7 @@ from tradesim.market.calendar import DEFAULT_CUTOFF, decision_cutoffs
 from tradesim.market.fundamentals import empty_fundamentals, latest_values, load_fundamentals
 from tradesim.market.news import empty_news, load_news
 from tradesim.market.prices import ACTION_SOURCES, PRINTED_COLUMNS, TickerBars, load_price_frame, load_price_path, load_sample, sample_news_path, some_names, suspect_note
+from tradesim.market.yahoo import load_yahoo
 from tradesim.tickers import parse_tickers
 
 PRICE_FIELDS = ("open", "high", "low", "close")  # adjusted, as of the date they are read at
@@ -315,8 +316,6 @@ def load_bars(source: str, tickers: tuple[str, ...] | None, start=None, end=None
     if source in ("sample", "sample-long"):
         return load_sample(source, tickers)
     if source == "yahoo":
-        from tradesim.market.yahoo import load_yahoo
-
         return load_yahoo(
             tickers or (),
             None if start is None else pd.Timestamp(start).date(),

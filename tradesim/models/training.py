@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tradesim.config import tradesim_home
+
 
 TRAINING_CODE_VERSION = 1  # bump when training changes what weights the same inputs give
 
@@ -134,8 +136,6 @@ def fit_or_load(
 
     `architecture` names what `build` makes; `about` (ticker, period, parameters...) is stored
     beside the weights and enters the hash too, so that equal hashes mean equal models."""
-    from tradesim.config import tradesim_home
-
     device = device or default_device()
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.ascontiguousarray(y, dtype=np.float32)
