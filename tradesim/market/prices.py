@@ -90,9 +90,7 @@ def parse_dates(values: pd.Series, origin: str, positions: np.ndarray) -> pd.Dat
         )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
-    # One resolution whatever the input (datetime columns of a DataFrame or Parquet file are often
-    # ns, parsed text is what this pandas parses text to), so sessions from any source align.
-    return pd.DatetimeIndex(parsed.dt.normalize()).as_unit(_TEXT_UNIT)
+    return pd.DatetimeIndex(parsed.dt.normalize())
 
 
 def _numeric(values: pd.Series, name: str, origin: str, positions: np.ndarray) -> np.ndarray:
@@ -323,6 +321,8 @@ def load_price_frame(table: pd.DataFrame, tickers: tuple[str, ...] | None, origi
     close: the column names and aliases files accept; the date may be the index)."""
     if not isinstance(table.index, pd.RangeIndex):
         table = table.reset_index(drop=table.index.name is None and not isinstance(table.index, pd.DatetimeIndex))
+    # Dates at the resolution parsed text has, so a frame's sessions (often ns) are a file's.
+    table = table.assign(**{str(c): table[c].dt.as_unit(_TEXT_UNIT) for c in table.columns if pd.api.types.is_datetime64_any_dtype(table[c])})
     return _chosen(bars_from_table(table, origin, None), tickers, f"{origin}: unknown ticker {{ticker}} (the frame has {{names}})")
 
 
