@@ -7,14 +7,26 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_configure(config):
-    """Under pytest-xdist each worker computes on one thread (torch, and the BLAS and OpenMP pools of
+    """The session's own $TRADESIM_HOME (a test or file may set its own): caches, stored models and
+    decision passes of the user's home, or of an earlier run of the suite, never answer a test.
+    Under pytest-xdist each worker computes on one thread (torch, and the BLAS and OpenMP pools of
     the processes it starts: notebook kernels, CLI children): two workers on two cores, instead of
     four threads fighting over them."""
     import os
+    import tempfile
 
+    config.tradesim_home = tempfile.mkdtemp(prefix="tradesim-tests-home-")
+    os.environ["TRADESIM_HOME"] = config.tradesim_home
     if os.environ.get("PYTEST_XDIST_WORKER"):
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ.setdefault(name, "1")
         import torch
 
         torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    if getattr(config, "tradesim_home", None):
+        shutil.rmtree(config.tradesim_home, ignore_errors=True)

@@ -56,7 +56,7 @@ def test_a_read_only_home_serves_a_readonly_cache_and_says_in_one_line_what_cann
         again = run_cli(*args, "--out", tmp_path / "again", "--llm-cache", "readonly")
         assert (tmp_path / "again" / "decisions.jsonl").read_text() == (tmp_path / "first" / "decisions.jsonl").read_text()
         assert "model fake:1: 0 calls" in again.output
-        refused = CliRunner().invoke(main, ["backtest", *map(str, args), "--out", str(tmp_path / "refused")])
+        refused = CliRunner().invoke(main, ["backtest", *map(str, args), "--no-reuse-decisions", "--out", str(tmp_path / "refused")])
         assert isinstance(refused.exception, SystemExit), repr(refused.exception)
         assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.exception
         assert len(refused.output.strip().splitlines()) <= 2 and "cannot be written" in refused.output.strip().splitlines()[-1]

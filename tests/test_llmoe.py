@@ -103,7 +103,7 @@ def test_llmoe_end_to_end_with_a_fake_router(market, tmp_path, fake_router):
     assert run["strategy"]["router_template"]["version"] == "llmoe-router/2"
     assert sum(run["strategy"]["expert_training_days"].values()) == 250 - 33 - 2  # next-open labels: the last two have none
 
-    run_cli(*args, "--out", tmp_path / "again")
+    run_cli(*args, "--no-reuse-decisions", "--out", tmp_path / "again")  # the caches underneath a decision pass
     rerun = json.loads((tmp_path / "again" / "run.json").read_text())
     assert rerun["llm"]["model_calls"] == 0 and rerun["llm"]["cache_hits"] == run["llm"]["model_calls"]
     trained, loaded = run["strategy"]["fitted_models"], rerun["strategy"]["fitted_models"]

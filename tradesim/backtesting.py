@@ -27,6 +27,7 @@ from tradesim.market.features import fill_to_fill_returns
 from tradesim.market.quality import check_data, quality_summary
 from tradesim.metrics import ANNUALIZATION, performance, prediction_quality, rank_ic, trading
 from tradesim.policies import benchmark_targets
+from tradesim.reuse import ReplayedStrategy, load_pass, pass_key, pass_parts, pass_path, store_pass, strategy_record
 from tradesim.rundir import check_run_dir, write_run_directory
 from tradesim.runs import Run
 from tradesim.strategy import Runtime, Strategy
@@ -51,10 +52,11 @@ class BacktestResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, notes: list[str], state: bytes | None = None):
+def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, notes: list[str]):
+    """(train_end, the test sessions, the training sessions): the split `fit` and metrics follow."""
     sessions = data.sessions
     if config.train_end is None and not strategy.needs_training:
-        return None, sessions
+        return None, sessions, sessions[:0]
     if config.train_end is None:
         if len(sessions) >= 2 * DEFAULT_TEST_SESSIONS:
             train_end = sessions[-DEFAULT_TEST_SESSIONS]
@@ -68,11 +70,7 @@ def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, note
         raise TradesimError(f"--train-end {train_end.date()}: no sessions before it to train on (data starts {sessions[0].date()})")
     if len(test) < 2:
         raise TradesimError(f"--train-end {train_end.date()}: fewer than 2 sessions after it to test on (data ends {sessions[-1].date()})")
-    if state is None:
-        strategy.fit(data.view(training[-1]))
-    else:
-        strategy.load_state(state)
-    return train_end, test
+    return train_end, test, training
 
 
 def check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy: str, date: pd.Timestamp, max_gross: float = 1.0) -> None:
@@ -154,6 +152,44 @@ def seeded_global_random(seed: int) -> Iterator[None]:
             torch.random.set_rng_state(torch_state)
 
 
+def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gross: float):
+    """The strategy's decisions over the test sessions: weights (decision dates x tickers), one log
+    record per date and ticker, scores and predictions by date, and the tickers a ranking left out."""
+    dates = strategy.decision_dates(test)
+    if len(dates) == 0:
+        raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
+    rows, decisions, scores, predictions = [], [], {}, {}
+    left_out: dict[str, list[pd.Timestamp]] = {}
+    listed = data.listed
+    previous = dict.fromkeys(data.tickers, 0.0)
+    for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
+        check_weights(decision.weights, data.tickers, strategy.name, date, max_gross)
+        row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
+        rows.append(row)
+        if decision.scores is not None:
+            scores[date] = decision.scores
+        if decision.predictions is not None:
+            predictions[date] = decision.predictions
+        judged = decision.scores if decision.scores is not None else decision.predictions
+        if judged is not None:
+            for ticker in listed.index[(listed["first"] <= date) & (listed["last"] >= date)]:
+                if ticker not in judged:
+                    left_out.setdefault(ticker, []).append(date)
+        for ticker in data.tickers:
+            decisions.append(
+                {
+                    "date": str(date.date()),
+                    "ticker": ticker,
+                    **decision.log.get(ticker, {}),
+                    "weight": row[ticker],
+                    "action": order_action(previous[ticker], row[ticker]),
+                }
+            )
+        previous = row
+    weights = pd.DataFrame(rows, index=pd.DatetimeIndex(dates, name="date"), columns=list(data.tickers))
+    return weights, decisions, scores, predictions, left_out
+
+
 def run_backtest(
     config: RunConfig,
     strategy_class: type[Strategy],
@@ -199,46 +235,43 @@ def _run_backtest(
     if fill == "same-close":
         notes.insert(0, SAME_CLOSE_FLAG)
     strategy.runtime = dataclasses.replace(strategy.runtime, fill=fill)
-    if strategy.looks_ahead:
-        strategy.reveal_future(data)
     stage("fit")
-    train_end, test = _test_sessions(data, strategy, config, notes, state)
+    train_end, test, training = _test_sessions(data, strategy, config, notes)
+    key = parts = record = None
+    if config.reuse_decisions and state is None and config.llm_cache != "off":
+        parts = pass_parts(config, strategy, data, fill)
+        key = pass_key(parts)
+        record = load_pass(key, parts, strategy.runtime)
+    if record is None:
+        if strategy.looks_ahead:
+            strategy.reveal_future(data)
+        if train_end is not None:
+            if state is None:
+                strategy.fit(data.view(training[-1]))
+            else:
+                strategy.load_state(state)
     notes.append(quality_summary(check_data(data, test[0])))
     fitted = time.perf_counter()
 
     stage("decide")
-    dates = strategy.decision_dates(test)
-    if len(dates) == 0:
-        raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
-    rows, decisions, scores, predictions = [], [], {}, {}
-    left_out: dict[str, list[pd.Timestamp]] = {}
-    listed = data.listed
-    previous = dict.fromkeys(data.tickers, 0.0)
-    for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
-        check_weights(decision.weights, data.tickers, strategy.name, date, config.max_gross)
-        row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
-        rows.append(row)
-        if decision.scores is not None:
-            scores[date] = decision.scores
-        if decision.predictions is not None:
-            predictions[date] = decision.predictions
-        judged = decision.scores if decision.scores is not None else decision.predictions
-        if judged is not None:
-            for ticker in listed.index[(listed["first"] <= date) & (listed["last"] >= date)]:
-                if ticker not in judged:
-                    left_out.setdefault(ticker, []).append(date)
-        for ticker in data.tickers:
-            decisions.append(
-                {
-                    "date": str(date.date()),
-                    "ticker": ticker,
-                    **decision.log.get(ticker, {}),
-                    "weight": row[ticker],
-                    "action": order_action(previous[ticker], row[ticker]),
-                }
-            )
-        previous = row
-    weights = pd.DataFrame(rows, index=pd.DatetimeIndex(dates, name="date"), columns=list(data.tickers))
+    if record is None:
+        weights, decisions, scores, predictions, left_out = _decide(strategy, data, test, config.max_gross)
+        if key is not None:
+            store_pass(key, parts, {
+                "weights": weights, "decisions": decisions, "scores": scores, "predictions": predictions, "left_out": left_out,
+                "strategy": strategy_record(strategy),
+            })
+    else:
+        weights, decisions, scores, predictions, left_out = (record[name] for name in ("weights", "decisions", "scores", "predictions", "left_out"))
+        for date, row in weights.iterrows():  # this run's gross limit, which is not part of the key
+            check_weights(row.to_dict(), data.tickers, strategy.name, date, config.max_gross)
+        strategy = ReplayedStrategy(strategy, record, key)
+        notes.append(
+            f"decisions reused from an identical pass of {record['created_at']} (strategy, parameters, data, dates, fill, seed, "
+            f"code, libraries and models unchanged; {pass_path(key)}): only the trading was simulated again, no model was asked "
+            "(--no-reuse-decisions decides again)"
+        )
+    dates = weights.index
     if left_out:
         notes.append(left_out_note(left_out, len(dates)))
     decided = time.perf_counter()

@@ -107,6 +107,7 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1 ... for models.")
 @click.option("--llm-cache", type=click.Choice(CACHE_MODES), help="Language-model cache mode (default readwrite).")
+@click.option("--reuse-decisions/--no-reuse-decisions", default=None, help="Reuse the decisions of an identical earlier pass when only trading changed (default: reuse).")
 @click.option("--out", help="Run directory (default runs/<UTC time>-<strategy>-<tickers>/).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file holding any of these options.")

@@ -67,6 +67,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     llm_cache: str = "readwrite"
+    reuse_decisions: bool = True  # a rerun that changes only trading reuses the stored decision pass
     out: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -147,6 +148,8 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     for key in ("strategy", "data", "news", "fundamentals", "fill", "cutoff", "device", "llm_cache", "out"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise TradesimError(f"{key}: expected text, got {values[key]!r}")
+    if "reuse_decisions" in values and not isinstance(values["reuse_decisions"], bool):
+        raise TradesimError(f"reuse_decisions: expected true or false, got {values['reuse_decisions']!r}")
     config = RunConfig(**values, params=params)
     if config.fill not in FILL_MODES:
         raise TradesimError(f"fill: expected one of {', '.join(FILL_MODES)}, got {config.fill!r}")
