@@ -5,9 +5,10 @@
 Runs `tradesim backtest --strategy llmoe --ticker MSFT` (the README's main job, on the embedded
 sample) as child processes with a new, empty $TRADESIM_HOME: first cold (every router prompt goes
 to MiniLM, both experts are trained), then rerun with only trading parameters changed
-(`--cost-bps 5 --slippage-bps 2`: answers and experts come from the caches). Prints the wall time
-of each with the stages run.json records, and the import time of each heavy library a run pays
-(each in a fresh interpreter), against issue 21's targets on 2 cores: cold <= 30 s, rerun <= 3 s.
+(`--cost-bps 5 --slippage-bps 2`: the decisions of the first pass are reused, see
+`tradesim.reuse`). Prints the wall time of each with the stages run.json records, and the import
+time of each heavy library a run pays (each in a fresh interpreter), against issue 21's targets on
+2 cores: cold <= 30 s, rerun <= 3 s.
 Nothing compiles on a first run: the engine is plain numpy (vectorbt, with its numba kernels, is
 only the tests' oracle and an export).
 """
@@ -47,13 +48,15 @@ def main() -> None:
             seconds, manifest = run(home, Path(directory) / label, extra)
             stages = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in manifest["timings"].items() if k != "total_s")
             fitted = manifest["strategy"].get("fitted_models", [])
+            how = ("decisions reused" if manifest["strategy"].get("decisions_reused")
+                   else f"experts loaded {sum(m['loaded'] for m in fitted)}/{len(fitted)}")
             print(
                 f"{label:<9} {seconds:6.2f} s wall   ({stages} s; model calls {manifest['llm']['model_calls']}, "
-                f"cache hits {manifest['llm']['cache_hits']}, experts loaded {sum(m['loaded'] for m in fitted)}/{len(fitted)})"
+                f"cache hits {manifest['llm']['cache_hits']}, {how})"
             )
     imports = {module: import_seconds(module) for module in HEAVY}
     print("import times (each alone, fresh interpreter): " + ", ".join(f"{m} {s:.2f} s" for m, s in imports.items()))
-    print("a rerun imports pandas, empyrical (scipy.stats), torch (the experts) and matplotlib (equity.png); transformers only cold")
+    print("a rerun reuses the decision pass: it imports pandas, empyrical (scipy.stats, yfinance) and matplotlib (equity.png), not torch")
     print("targets: cold <= 30 s, rerun <= 3 s")
 
 
