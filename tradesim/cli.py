@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tradesim.config import CACHE_MODES, FILL_MODES
+from tradesim.config import CACHE_MODES, FILL_MODES, SHARED_DEFAULT
 from tradesim.errors import TradesimError
 
 
@@ -276,7 +276,7 @@ def compare(run_dirs: tuple[Path, ...]) -> None:
 @main.command("evaluate")
 @click.argument("model")
 @click.option("--task", default="all", show_default=True, help="fpb, fiqa-sa, fomc, acl18 (comma-separated) or all.")
-@click.option("--shared", default="../shared/data", show_default=True, help="Folder holding sentiment/ and stocknet/.")
+@click.option("--shared", default=SHARED_DEFAULT, show_default=True, help="Folder holding sentiment/ and stocknet/.")
 @click.option("--baseline-steps", type=click.IntRange(0), default=200, show_default=True, help="Steps of the fine-tuned single-model baseline (0: leave it out).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
 @click.option("--llm-cache", type=click.Choice(CACHE_MODES), default="readwrite", show_default=True, help="Decision cache mode (model specs).")

@@ -42,6 +42,10 @@ CACHE_MODES = ("readwrite", "readonly", "off")
 ALL_TICKERS = "all"  # --tickers all: every ticker of the source (RunConfig.tickers is then empty)
 
 
+# Where the public datasets are by default: ../shared/data beside the checkout (`--shared`).
+SHARED_DEFAULT = "../shared/data"
+
+
 def tradesim_home() -> Path:
     """Where tradesim keeps caches: $TRADESIM_HOME, default ~/.cache/tradesim."""
     return Path(os.environ.get("TRADESIM_HOME") or Path.home() / ".cache" / "tradesim")

@@ -83,6 +83,11 @@ class Schedule:
     delisted: dict[str, pd.Timestamp]
     at_close: np.ndarray  # True where a next-open order fills at the close (the open is empty)
 
+    @property
+    def marks(self) -> np.ndarray:
+        """The valuation with any finite number before a ticker's first price (positions are 0 there)."""
+        return np.where(np.isfinite(self.valuation), self.valuation, 1.0)
+
 
 NO_OPEN = "no open: filled at close"
 
@@ -177,8 +182,7 @@ def simulate(
     orders only; positions, cash and the marks between them are filled in with array operations."""
     schedule = fill_schedule(weights, open_, close, fill, start)
     sessions, tickers = schedule.sessions, tuple(close.columns)
-    # Leading sessions before a ticker's first price: value with any finite number (positions are 0).
-    marks = np.where(np.isfinite(schedule.valuation), schedule.valuation, 1.0)
+    marks = schedule.marks
     shares_at = np.full(marks.shape, np.nan)
     cash_at = np.full(len(sessions), np.nan)
     shares, cash = np.zeros(len(tickers)), float(capital)

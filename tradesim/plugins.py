@@ -76,11 +76,6 @@ def get_strategy(name: str) -> type[Strategy]:
     return _load(points[name])
 
 
-def strategies() -> dict[str, type[Strategy]]:
-    """Every registered strategy class by name (each module imported)."""
-    return {name: _load(point) for name, point in sorted(_entry_points().items())}
-
-
 def strategy_class(strategy: str | type[Strategy]) -> type[Strategy]:
     """A strategy named or given as a class (a Strategy subclass, registered or not)."""
     if isinstance(strategy, type):

@@ -30,7 +30,7 @@ def to_vectorbt(
     except ImportError:
         raise TradesimError("to_vectorbt: needs vectorbt (pip install -e '.[vectorbt]')") from None
     schedule = fill_schedule(weights, open_, close, fill, start)
-    marks = np.where(np.isfinite(schedule.valuation), schedule.valuation, 1.0)
+    marks = schedule.marks
     return vbt.Portfolio.from_orders(
         close=pd.DataFrame(marks, index=schedule.sessions, columns=close.columns),
         size=schedule.targets,

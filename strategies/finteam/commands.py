@@ -9,9 +9,10 @@ import click
 import pandas as pd
 
 from strategies.finteam.build import BuildSettings, build, loss_table_text, with_overrides
+from tradesim.config import SHARED_DEFAULT
 from tradesim.errors import TradesimError
 from tradesim.evaluation.harness import resolve_tasks
-from tradesim.evaluation.tasks import SHARED_DEFAULT, shared_directory
+from tradesim.evaluation.tasks import shared_directory
 
 
 @click.group("finteam")

@@ -34,8 +34,6 @@ TASKS = tuple(LABELS)
 FOMC_SEEDS = (5768, 78516, 944601)
 ACL18 = {"train": ("2014-01-01", "2015-08-01"), "valid": ("2015-08-01", "2015-10-01"), "test": ("2015-10-01", "2016-01-01")}
 ACL18_RISE, ACL18_FALL = 0.55, -0.5
-# Where the public datasets are by default: ../shared/data beside the checkout.
-SHARED_DEFAULT = "../shared/data"
 ACL18_SESSIONS = 5
 ACL18_TWEETS = 3
 
