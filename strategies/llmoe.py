@@ -25,7 +25,7 @@ from tradesim.market.features import fill_to_fill_returns
 from tradesim.strategy import Decision, setting
 from tradesim.tickers import COMPANY_NAMES
 
-ROUTER_TEMPLATE_VERSION = "llmoe-router/2"  # 2: prices as printed on each day
+ROUTER_TEMPLATE_VERSION = "llmoe-router/3"  # 2: prices as printed on each day; 3: anonymization levels
 INSTRUCTIONS = (
     "You are the router of a mixture of trading experts. Below are the last five trading sessions of one "
     "stock, oldest first: one line per session with its prices, its change from the previous close, and the "
@@ -39,7 +39,34 @@ DESCRIPTIONS = (
     "Optimistic: the stock has been going up, with gains and good news; the price will rise.",
     "Pessimistic: the stock has been going down, with losses and bad news; the price will fall.",
 )
-TEMPLATE_SHA256 = hashlib.sha256("\n".join((ROUTER_TEMPLATE_VERSION, INSTRUCTIONS, QUESTION, REASON_REQUEST, *DESCRIPTIONS)).encode()).hexdigest()
+# What the router is shown of the stock's identity (`--anonymize`), each level hiding more; the
+# instructions say what is hidden, so every level has prompts (and cache entries) of its own.
+ANONYMIZE_LEVELS = ("off", "names", "dates", "prices")
+HIDDEN = {
+    "names": "The stock's ticker and company name are hidden.",
+    "dates": "The stock's ticker, company name and calendar dates are hidden: sessions are numbered, day 0 being the latest.",
+    "prices": (
+        "The stock's ticker, company name, calendar dates and price levels are hidden: sessions are numbered, day 0 being "
+        "the latest; prices are rebased so that the first session closes at 100; volume is a ratio to the window's average."
+    ),
+}
+TEMPLATE_SHA256 = hashlib.sha256(
+    "\n".join((ROUTER_TEMPLATE_VERSION, INSTRUCTIONS, QUESTION, REASON_REQUEST, *DESCRIPTIONS, *HIDDEN.values())).encode()
+).hexdigest()
+MONTHS = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+# Calendar dates in headlines, for the strictest level: month names (May only before a day), weekdays,
+# years, numeric dates, quarters.
+DATES_IN_TEXT = re.compile(
+    rf"\b{MONTHS}(?:\s+\d{{1,2}}(?:st|nd|rd|th)?)?(?:,?\s+'?\d{{2,4}})?\b|\bmay\s+\d{{1,2}}(?:st|nd|rd|th)?\b"
+    r"|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|\b(?:19|20)\d{2}\b|\b\d{1,4}[/-]\d{1,2}(?:[/-]\d{1,4})?\b|\bq[1-4]\b",
+    re.IGNORECASE,
+)
+NUMBERS_IN_TEXT = re.compile(r"\$?\d[\d,]*(?:\.\d+)?\s*%?")
+CASHTAGS = re.compile(r"\$[A-Za-z][A-Za-z.]{0,5}\b")
+
+
+def instructions(level: str) -> str:
+    return INSTRUCTIONS if level == "off" else f"{INSTRUCTIONS} {HIDDEN[level]}"
 ABLATION_ROUTERS = ("random", "always-optimistic", "always-pessimistic", "oracle")
 HEADLINE_CHARS = 160
 ORACLE_FLAG = "ORACLE ROUTER: labels come from the realized fill-to-fill move (look-ahead); an upper bound, not a strategy"
@@ -60,10 +87,10 @@ class RouterPrompts:
 
     COLUMNS = ("raw_open", "raw_high", "raw_low", "raw_close", "volume", "adjustment_step")
 
-    def __init__(self, view: MarketView, ticker: str, anonymize: bool, max_headlines: int, last: int | None = None):
-        """`last`: only the view's last sessions are needed (one decision: 6)."""
+    def __init__(self, view: MarketView, ticker: str, anonymize: str, max_headlines: int, last: int | None = None):
+        """`anonymize`: one of ANONYMIZE_LEVELS; `last`: only the view's last sessions are needed (one decision: 6)."""
         self.ticker = ticker
-        self.anonymize = anonymize
+        self.level = anonymize
         self.has_ohlc = view.has_ohlc
         bars = view.ticker_bars(ticker, last)
         self.sessions = bars.index
@@ -74,25 +101,40 @@ class RouterPrompts:
             items = self.news_by_session.setdefault(session, [])
             if len(items) < max_headlines:
                 items.append((str(item_id), text, visible_at.isoformat()))
-        if anonymize:
-            names = (ticker, *COMPANY_NAMES.get(ticker, ()))
-            self.names = re.compile(r"\$?\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.IGNORECASE)
+        if anonymize != "off":
+            names = [ticker, *COMPANY_NAMES.get(ticker, ())]
+            if anonymize == "prices":  # every ticker and company name tradesim knows, not only this one's
+                names += [*view.tickers, *COMPANY_NAMES, *(n for known in COMPANY_NAMES.values() for n in known)]
+            ordered = sorted(set(names), key=len, reverse=True)
+            self.names = re.compile(r"\$?\b(" + "|".join(re.escape(n) for n in ordered) + r")\b", re.IGNORECASE)
 
     def text(self, value: str) -> str:
         text = " ".join(str(value).split())[:HEADLINE_CHARS]
-        return self.names.sub("the company", text) if self.anonymize else text
+        if self.level == "off":
+            return text
+        text = CASHTAGS.sub("a stock", self.names.sub("the company", text))
+        if self.level == "prices":
+            text = DATES_IN_TEXT.sub("[date]", text)
+            text = NUMBERS_IN_TEXT.sub(lambda m: m.group() if m.group().endswith("%") else "[number] ", text)
+        return text
 
-    def line(self, label: str, row: int, headlines: list[str]) -> str:
-        """One session as printed that day; the change from the previous printed close is
-        corrected only by this session's own split/dividend step, so no later event moves it."""
+    def change(self, row: int) -> float:
+        """The change from the previous printed close, corrected only by this session's own
+        split/dividend step, so no later event moves it."""
+        return self.bars["raw_close"][row] * self.bars["adjustment_step"][row] / self.bars["raw_close"][row - 1] - 1
+
+    def line(self, label: str, row: int, headlines: list[str], rebase: tuple[float, float] | None = None) -> str:
+        """One session as printed that day; `rebase`: (this session's close level, the window's mean
+        volume) at the strictest level, where prices are an index (first close 100) and volume a ratio."""
         bar = {name: values[row] for name, values in self.bars.items()}
+        scale = 1.0 if rebase is None else rebase[0] / bar["raw_close"]
         if self.has_ohlc:
-            prices = f"open {bar['raw_open']:.2f} high {bar['raw_high']:.2f} low {bar['raw_low']:.2f} close {bar['raw_close']:.2f}"
+            prices = f"open {bar['raw_open'] * scale:.2f} high {bar['raw_high'] * scale:.2f} low {bar['raw_low'] * scale:.2f} close {bar['raw_close'] * scale:.2f}"
             if np.isfinite(bar["volume"]):
-                prices += f" volume {bar['volume']:,.0f}"
+                prices += f" volume {bar['volume']:,.0f}" if rebase is None else f" volume {bar['volume'] / rebase[1]:.2f}x average"
         else:
-            prices = f"close {bar['raw_close']:.2f}"
-        change = bar["raw_close"] * bar["adjustment_step"] / self.bars["raw_close"][row - 1] - 1
+            prices = f"close {bar['raw_close'] * scale:.2f}"
+        change = self.change(row)
         prices += f", {'up' if change >= 0 else 'down'} {abs(change):.2%}"
         news = " | ".join(headlines) if headlines else "no news"
         return f"{label}: {prices}; news: {news}"
@@ -103,16 +145,20 @@ class RouterPrompts:
         if end < 6 or self.sessions[end - 1] != date:
             return None
         lines, used = [], []
-        for offset, row in enumerate(range(end - 5, end), start=1):
+        rows = range(end - 5, end)
+        levels = 100 * np.cumprod([1.0, *(1 + self.change(row) for row in rows[1:])])
+        volume = np.nanmean(self.bars["volume"][end - 5:end]) if self.has_ohlc else np.nan
+        for offset, row in enumerate(rows, start=1):
             session = self.sessions[row]
             items = self.news_by_session.get(session, ())
             headlines = [self.text(text) for _, text, _ in items]
             used.extend({"id": item_id, "visible_at": visible_at} for item_id, _, visible_at in items)
-            label = f"day {offset - 5}" if self.anonymize else str(session.date())
-            lines.append(self.line(label, row, headlines))
-        subject = "" if self.anonymize else f"Stock: {self.ticker}\n"
+            label = f"day {offset - 5}" if self.level in ("dates", "prices") else str(session.date())
+            rebase = (levels[offset - 1], volume if volume > 0 else np.nan) if self.level == "prices" else None
+            lines.append(self.line(label, row, headlines, rebase))
+        subject = "" if self.level != "off" else f"Stock: {self.ticker}\n"
         data = subject + "\n".join(lines) + f"\n{QUESTION}"
-        return RouterInput(date=date, prompt=Chat(INSTRUCTIONS, data), data=data, news=used)
+        return RouterInput(date=date, prompt=Chat(instructions(self.level), data), data=data, news=used)
 
 
 @dataclass(frozen=True)
@@ -121,7 +167,12 @@ class LLMoESettings(LearnedSettings):
 
     router: str = setting("minilm", "model spec (minilm, hf:<id or dir>, openai:<url>#<model>) or an ablation: random, always-optimistic, always-pessimistic, oracle (look-ahead upper bound)")
     router_reasons: bool = setting(False, "also generate a one-sentence reason per decision (models that can generate)")
-    anonymize: bool = setting(False, "prompts without ticker or company name, with relative dates")
+    anonymize: str = setting(
+        "off",
+        "what prompts hide: names (ticker, company), dates (and calendar dates: relative sessions), prices (and price "
+        "levels: rebased to 100, volume as a ratio; dates, numbers and every known name scrubbed from headlines)",
+        choices=ANONYMIZE_LEVELS,
+    )
     max_headlines: int = setting(5, "headlines shown per session", minimum=0)
     min_expert_days: int = setting(50, "an expert with fewer training days is trained on all of them", minimum=1)
 
@@ -189,7 +240,7 @@ class LLMoEStrategy(LearnedAllInAllOut):
                 f"{label}: closest to the {label.lower()} description (similarity softmax {max(p, 1 - p):.2f}); {router} cannot explain"
                 for label, p in zip(labels, optimistic)
             ]
-        requests = [Chat(INSTRUCTIONS, f"{item.data} {label}\n{REASON_REQUEST}") for item, label in zip(inputs, labels)]
+        requests = [Chat(item.prompt.system, f"{item.data} {label}\n{REASON_REQUEST}") for item, label in zip(inputs, labels)]
         return model.generate(requests, max_new_tokens=40)
 
     def fit(self, view: MarketView) -> None:
@@ -255,7 +306,8 @@ class LLMoEStrategy(LearnedAllInAllOut):
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.settings.router}{', anonymized' if self.settings.anonymize else ''})"
+        level = self.settings.anonymize
+        return f"{self.name} ({self.settings.router}{'' if level == 'off' else f', anonymized: {level}'})"
 
     def describe(self) -> dict[str, Any]:
         return {

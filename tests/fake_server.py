@@ -24,6 +24,8 @@ class FakeServer:
         self.max_in_flight = 0
         self.delay = 0.0
         self.chat = "logprobs"
+        self.scorer = None  # prompt -> {token: logprob}: a scripted model's first-token answer
+        self.writer = None  # prompt -> text: a scripted model's generation
         self.lock = threading.Lock()
         server = self
 
@@ -65,15 +67,18 @@ class FakeServer:
                 if body.get("logprobs"):
                     p = optimism(prompt)
                     top = {" Optim": math.log(p * 0.7), "Opt": math.log(p * 0.2), " Pess": math.log((1 - p) * 0.9), " The": math.log(0.01)}
+                    if server.scorer is not None:
+                        top = server.scorer(prompt)
                     if not chat:
                         choice = {"text": " Optim", "logprobs": {"top_logprobs": [top]}}
                     elif server.chat == "plain":
                         choice = {"message": {"role": "assistant", "content": "Optim"}}
                     else:
                         listed = [{"token": t, "logprob": v} for t, v in top.items()]
-                        choice = {"message": {"role": "assistant", "content": "Optim"}, "logprobs": {"content": [{"token": " Optim", "logprob": top[" Optim"], "top_logprobs": listed}]}}
+                        best = max(top, key=top.get)
+                        choice = {"message": {"role": "assistant", "content": best.strip()}, "logprobs": {"content": [{"token": best, "logprob": top[best], "top_logprobs": listed}]}}
                 else:
-                    text = " a reason " + prompt[-5:] + " | after the stop"
+                    text = " a reason " + prompt[-5:] + " | after the stop" if server.writer is None else server.writer(prompt)
                     for stop in body.get("stop") or ["|"]:
                         text = text.split(stop)[0] if stop in text else text
                     choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}

@@ -1,6 +1,7 @@
 """LLMoE end to end: routing, experts, ablations, prompts, explain and compare."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -100,7 +101,7 @@ def test_llmoe_end_to_end_with_a_fake_router(market, tmp_path, fake_router):
     assert row["weight"] in (0.0, 1.0) and row["action"] in ("buy", "sell", "hold")
     run = json.loads((out / "run.json").read_text())
     assert run["llm"]["model_calls"] == 320 - 33 - 2 and run["llm"]["cache_hits"] == 0  # labelled training days + test days
-    assert run["strategy"]["router_template"]["version"] == "llmoe-router/2"
+    assert run["strategy"]["router_template"]["version"] == "llmoe-router/3"
     assert sum(run["strategy"]["expert_training_days"].values()) == 250 - 33 - 2  # next-open labels: the last two have none
 
     run_cli(*args, "--no-reuse-decisions", "--out", tmp_path / "again")  # the caches underneath a decision pass
@@ -199,17 +200,46 @@ def test_router_ablations_and_oracle_flags(market, tmp_path):
     assert compared.exit_code == 0
     lines = compared.output.splitlines()
     assert "Sharpe" in lines[0] and "llmoe (oracle) [LOOK-AHEAD]" in compared.output and "buy-and-hold MSFT" in compared.output
-    assert len(lines) == 2 + 3 + 1 + 1
+    assert len(lines) == 2 + 3 + 1 + 1 + 1  # header, rule, three runs, the benchmark, its period, the legend
 
 
 def test_anonymized_prompts_hide_ticker_name_and_dates(market, tmp_path, fake_router):
     bars, news, dates = market
     out = tmp_path / "anon"
-    run_cli("--strategy", "llmoe", "--ticker", "MSFT", "--data", bars, "--news", news, "--train-end", dates[250].date(), "--router", "fake:1", "--anonymize", *FAST, "--out", out)
+    run_cli("--strategy", "llmoe", "--ticker", "MSFT", "--data", bars, "--news", news, "--train-end", dates[250].date(), "--router", "fake:1", "--anonymize", "dates", *FAST, "--out", out)
     prompts = [json.loads(line)["prompt"] for line in (out / "decisions.jsonl").read_text().splitlines()]
     joined = "\n".join(prompts)
     assert "MSFT" not in joined and "Microsoft" not in joined and "2015-" not in joined
     assert "day -4:" in prompts[5] and "the company" in joined
+
+
+def test_the_strictest_anonymization_leaves_no_name_date_or_price_level_in_any_prompt(tmp_path, fake_router):
+    frames = synthetic_bars(("MSFT", "AAPL"), sessions=300, seed=5, start="2015-01-01")
+    for frame in frames.values():  # price levels far from the rebased 100, so that a level cannot match by chance
+        frame[["Open", "High", "Low", "Close", "Adj Close"]] *= 9
+    bars = write_ticker_dir(tmp_path / "bars", frames)
+    dates = pd.to_datetime(frames["MSFT"]["Date"])
+    texts = ["Microsoft $MSFT closes at {close} on {day:%B %d, %Y}", "Apple and MSFT: Q3 {day:%Y} results due {day:%m/%d}", "MSFT up 2.5% to ${close} on {day:%A}"]
+    rows = [
+        {"id": f"n{i}", "ticker": "MSFT", "created_at": f"{day.date()}T14:00:00Z", "text": texts[i % 3].format(day=day, close=f"{close:.2f}")}
+        for i, (day, close) in enumerate(zip(dates, frames["MSFT"]["Close"]))
+    ]
+    news = tmp_path / "news.jsonl"
+    news.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "strict"
+    run_cli("--strategy", "llmoe", "--ticker", "MSFT", "--data", bars, "--news", news, "--train-end", dates[230].date(), "--router", "fake:1",
+            "--anonymize", "prices", *FAST, "--out", out)
+    prompts = [str(prompt) for backend in fake_router for call in backend.calls for prompt in call]
+    assert len(prompts) > 250  # every prompt the model was asked, training days included
+    joined = "\n".join(prompts)
+    closes = {f"{value:.2f}" for frame in frames.values() for value in frame["Close"]}
+    numbers = set(re.findall(r"\d+\.\d\d", joined))
+    assert not numbers & closes, sorted(numbers & closes)[:5]
+    assert not re.search(r"MSFT|AAPL|Microsoft|Apple", joined)
+    assert not re.search(r"\b20\d\d\b|January|February|March|April|June|July|August|September|October|November|December|day, |\d+/\d+", joined)
+    assert "day -4: open" in joined and "close 100.00 volume" in joined and "x average" in joined and "up 2.5% to [number]" in joined
+    report = json.loads((out / "run.json").read_text())["strategy"]
+    assert report["label"] == "llmoe (fake:1, anonymized: prices)"
 
 
 @pytest.mark.parametrize("strategy", ["mlp", "lstm", "moe-gate"])

@@ -25,7 +25,8 @@ from tradesim.errors import TradesimError
 from tradesim.market.data import IN_MEMORY, MarketData, load_market_data
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.market.quality import check_data, quality_summary
-from tradesim.metrics import ANNUALIZATION, performance, prediction_quality, rank_ic, trading
+from tradesim.evidence.assess import Forecasts, TrialIdentity, assess
+from tradesim.metrics import ANNUALIZATION, RETURN_METRICS, TRADING_METRICS, daily_rank_ic, performance, prediction_pairs, prediction_quality, rank_ic, trading
 from tradesim.policies import benchmark_targets
 from tradesim.reuse import ReplayedStrategy, load_pass, pass_key, pass_parts, pass_path, store_pass, strategy_record
 from tradesim.rundir import check_run_dir, write_run_directory
@@ -50,6 +51,7 @@ class BacktestResult:
     metrics: dict[str, Any]  # metrics["benchmark"]["name"] says what the benchmark is
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    seed_equity: pd.DataFrame | None = None  # with --seeds N: each seed's equity curve (dates x seeds)
 
 
 def _test_sessions(data: MarketData, strategy: Strategy, config: RunConfig, notes: list[str]):
@@ -106,19 +108,24 @@ def benchmark_weights(close: pd.DataFrame, first: pd.Timestamp, last: pd.Timesta
     return pd.DataFrame(benchmark_targets(priced[changed]), index=window.index[changed], columns=close.columns)
 
 
-def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, predictions: dict) -> dict[str, Any]:
+def _forecast_quality(data: MarketData, fill: str, horizon: int, scores: dict, predictions: dict) -> tuple[dict[str, Any], Forecasts]:
     """RankIC of the scores and accuracy/MCC of the predictions a strategy gave, against the
-    fill-to-fill returns over its horizon (measured after the run, on the whole data)."""
+    fill-to-fill returns over its horizon (measured after the run, on the whole data), and what
+    their evidence is computed from."""
+    forecasts = Forecasts(horizon=horizon)
     if not scores and not predictions:
-        return {}
+        return {}, forecasts
     realized = fill_to_fill_returns(data.bars, fill, horizon)
     quality: dict[str, Any] = {}
     if scores:
-        quality["ranking"] = {"horizon": horizon, **rank_ic(pd.DataFrame.from_dict(scores, orient="index"), realized)}
+        table = pd.DataFrame.from_dict(scores, orient="index")
+        quality["ranking"] = {"horizon": horizon, **rank_ic(table, realized)}
+        forecasts.daily_rank_ic = daily_rank_ic(table, realized)
     if predictions:
         table = pd.DataFrame.from_dict(predictions, orient="index").astype("float")
         quality["prediction"] = {"horizon": horizon, **prediction_quality(table, realized)}
-    return quality
+        forecasts.truth, forecasts.guess = prediction_pairs(table, realized)
+    return quality, forecasts
 
 
 def left_out_note(left_out: dict[str, list[pd.Timestamp]], decisions: int) -> str:
@@ -197,14 +204,53 @@ def run_backtest(
     state: bytes | None = None,
     on_stage: Callable[[str], None] | None = None,
     frame: pd.DataFrame | None = None,
+    record_trial: bool = True,
 ) -> BacktestResult:
     """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting;
     `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars);
-    `frame`: the bars, when the config's data is IN_MEMORY."""
+    `frame`: the bars, when the config's data is IN_MEMORY; `record_trial`: add the run to the
+    trial ledger (a paper account replaying its own sessions does not)."""
     if (frame is None) != (config.data != IN_MEMORY):
         raise TradesimError(f"data: {IN_MEMORY} means bars handed over as a DataFrame; give the frame, or a source name or path")
-    with seeded_global_random(config.seed):
-        return _run_backtest(config, strategy_class, progress, state, on_stage, frame)
+    results = []
+    for seed in reversed(range(config.seed, config.seed + config.seeds)):  # the first seed last: its trial count sees them all
+        seeded = dataclasses.replace(config, seed=seed)
+        with seeded_global_random(seed):
+            results.insert(0, _run_backtest(seeded, strategy_class, progress, state, on_stage, frame, record_trial))
+    return results[0] if len(results) == 1 else with_seeds(config, results)
+
+
+SEED_METRICS = (*RETURN_METRICS, *TRADING_METRICS, "ranking.rank_ic_mean", "prediction.accuracy", "prediction.mcc", "significance.deflated_sharpe")
+
+
+def with_seeds(config: RunConfig, results: list[BacktestResult]) -> BacktestResult:
+    """The first seed's run, with every seed's metrics (mean, standard deviation, values) in
+    `metrics["seeds"]` and their equity curves (the report draws their band)."""
+    first = results[0]
+    summary: dict[str, Any] = {}
+    for name in SEED_METRICS:
+        values = [_dotted(result.metrics, name) for result in results]
+        if all(value is None for value in values):
+            continue
+        known = np.array([np.nan if value is None else value for value in values], dtype=float)
+        summary[name] = {"mean": float(np.nanmean(known)), "std": float(np.nanstd(known, ddof=1)) if np.isfinite(known).sum() > 1 else None, "values": values}
+    seeds = list(range(config.seed, config.seed + config.seeds))
+    first.metrics["seeds"] = {"seeds": seeds, "metrics": summary}
+    first.seed_equity = pd.DataFrame({seed: result.simulation.equity for seed, result in zip(seeds, results)})
+    spread = summary.get("sharpe")
+    first.notes.append(
+        f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}) were run; the files are the first seed's, metrics.json 'seeds' holds every "
+        f"seed's metrics" + (f" (Sharpe {spread['mean']:.2f} ± {spread['std']:.2f})" if spread and spread["std"] is not None else "")
+    )
+    return first
+
+
+def _dotted(values: dict[str, Any], name: str) -> Any:
+    for part in name.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return None
+        values = values[part]
+    return values
 
 
 def _run_backtest(
@@ -214,6 +260,7 @@ def _run_backtest(
     state: bytes | None,
     on_stage: Callable[[str], None] | None,
     frame: pd.DataFrame | None,
+    record_trial: bool,
 ) -> BacktestResult:
     stage = on_stage or (lambda name: None)
     stage("load")
@@ -315,8 +362,27 @@ def _run_backtest(
         }
 
     notes.extend(strategy.notes)
-    quality = _forecast_quality(data, fill, strategy.horizon, scores, predictions)
+    quality, forecasts = _forecast_quality(data, fill, strategy.horizon, scores, predictions)
     flags = [text for text, flagged in ((strategy.look_ahead_reason, strategy.looks_ahead), (SAME_CLOSE_FLAG, fill == "same-close")) if flagged]
+    period = {"first_decision": str(dates[0].date()), "last_session": str(simulation.equity.index[-1].date()), "sessions": int(len(simulation.equity))}
+    identity = TrialIdentity(
+        data.fingerprint, data.tickers, period["first_decision"], period["last_session"], strategy.label,
+        {"fill": fill, "train_end": None if train_end is None else str(train_end.date()), "settings": strategy.settings.as_dict()},
+    )
+    assessing = time.perf_counter()
+    evidence = assess(
+        config, simulation.returns, benchmark.returns, forecasts, annualization=ANNUALIZATION, identity=identity,
+        model_specs=[model["spec"] for model in strategy.models()], decision_dates=dates, record=record_trial,
+    )
+    assessed = time.perf_counter() - assessing
+    if config.require_post_cutoff and evidence.flags:
+        raise TradesimError(f"--require-post-cutoff: {evidence.flags[0]}")
+    flags += evidence.flags
+    notes[:0] = evidence.flags
+    notes.extend(evidence.notes)
+    if evidence.labels:
+        for row in decisions:
+            row["model_cutoff"] = {spec: labels[row["date"]] for spec, labels in evidence.labels.items()}
     metrics = {
         **measure(simulation),
         "benchmark": {"name": benchmark_name, **measure(benchmark)},
@@ -327,11 +393,9 @@ def _run_backtest(
         "fill": fill,
         "ruined": None if simulation.ruined is None else str(simulation.ruined.date()),
         **quality,
-        "period": {
-            "first_decision": str(dates[0].date()),
-            "last_session": str(simulation.equity.index[-1].date()),
-            "sessions": int(len(simulation.equity)),
-        },
+        "period": period,
+        "significance": evidence.significance,
+        "by_model_cutoff": evidence.by_model_cutoff,
     }
     return BacktestResult(
         config=config,
@@ -350,6 +414,7 @@ def _run_backtest(
             "fit_s": fitted - loaded,
             "decide_s": decided - fitted,
             "simulate_s": simulated - decided,
+            "evidence_s": assessed,
             "total_s": time.perf_counter() - started,
         },
     )

@@ -108,6 +108,12 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @click.option("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1 ... for models.")
 @click.option("--llm-cache", type=click.Choice(CACHE_MODES), help="Language-model cache mode (default readwrite).")
 @click.option("--reuse-decisions/--no-reuse-decisions", default=None, help="Reuse the decisions of an identical earlier pass when only trading changed (default: reuse).")
+@click.option("--seeds", type=int, help="Run with this many seeds (--seed, --seed+1, ...) and report each metric's mean and standard deviation (default 1).")
+@click.option("--sig-reps", type=int, help="Bootstrap resamples behind the intervals and tests (default 2000; seeded by --seed).")
+@click.option("--study", help="The trial ledger's study this run counts in (default: the data, tickers and test period).")
+@click.option("--model-cutoff", "model_cutoffs", multiple=True, help="SPEC=YYYY-MM-DD: a model's training cutoff (repeatable; beyond tradesim's table).")
+@click.option("--cutoff-embargo-days", type=int, help="Days after a model's cutoff whose decisions count as near it, not after (default 90).")
+@click.option("--require-post-cutoff", is_flag=True, default=None, help="Refuse a run whose decisions lie mostly before a model's training cutoff.")
 @click.option("--out", help="Run directory (default runs/<UTC time>-<strategy>-<tickers>/).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file holding any of these options.")
@@ -123,6 +129,7 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
     if ticker and tickers:
         raise TradesimError("--ticker and --tickers: give one of them, not both")
     options["tickers"] = ticker or tickers
+    options["model_cutoffs"] = list(options["model_cutoffs"]) or None
     config, strategy_class = configure(config_path, options, lambda strategy_class: parse_strategy_args(strategy_args, strategy_class))
 
     from tradesim.backtesting import run_backtest
@@ -147,6 +154,15 @@ def backtest(config_path: Path | None, overwrite: bool, ticker: str | None, tick
             f"{model['prompt_tokens']} prompt tokens, {model['model_seconds']:.1f} s"
         )
     click.echo(metrics_table(result.metrics))
+    for line in result.metrics["significance"]["in_words"]:
+        click.echo(f"evidence: {line}")
+    if "seeds" in result.metrics:
+        from tradesim.metrics import format_metric
+
+        spread = result.metrics["seeds"]["metrics"]
+        click.echo(f"seeds {', '.join(map(str, result.metrics['seeds']['seeds']))}: " + "; ".join(
+            f"{name} {format_metric(name, v['mean'])} ± {format_metric(name, v['std'])}" for name, v in spread.items() if name in ("total_return", "sharpe", "max_drawdown")
+        ))
     click.echo(f"run directory: {out}")
 
 
@@ -271,6 +287,92 @@ def compare(run_dirs: tuple[Path, ...]) -> None:
     from tradesim.runs import compare_runs
 
     click.echo(compare_runs(run_dirs))
+
+
+@main.command("trials")
+@click.option("--study", help="A study's name, id or the start of its id (default: list the studies).")
+@click.option("--pbo", is_flag=True, help="Also the probability of backtest overfitting of the study (CSCV).")
+@click.option("--pbo-splits", type=int, default=16, show_default=True, help="Blocks the dates are cut into for CSCV (even).")
+def trials_command(study: str | None, pbo: bool, pbo_splits: int) -> None:
+    """The trial ledger ($TRADESIM_HOME/trials.sqlite): studies, or one study's trials with their
+    Sharpe, interval and deflated Sharpe."""
+    from tradesim.evidence.trials import ledger_path, studies, study_table
+
+    if study is None:
+        if pbo:
+            raise TradesimError("--pbo: name the study with --study (`tradesim trials` lists them)")
+        known = studies()
+        if not known:
+            click.echo(f"no trials recorded in {ledger_path()}")
+        for entry in known:
+            what = entry["name"] or ", ".join(f"{k} {v if not isinstance(v, list) else ','.join(v)}" for k, v in entry["description"].items())
+            best = "n/a" if entry["best_sharpe"] is None else f"{entry['best_sharpe']:.2f}"
+            click.echo(f"{entry['study'][:12]}  {entry['trials']} trials, best Sharpe {best}, last {entry['last_trial']}: {what}")
+        return
+    click.echo(study_table(study, pbo_splits if pbo else None))
+
+
+@main.command("probe")
+@click.argument("spec")
+@click.option("--ticker", help="One ticker.")
+@click.option("--tickers", help="Several tickers, comma-separated (default: every ticker of the source).")
+@click.option("--start", required=True, help="First session asked about (YYYY-MM-DD).")
+@click.option("--end", required=True, help="Last session asked about (YYYY-MM-DD).")
+@click.option("--data", default="sample", show_default=True, help="sample, sample-long, yahoo, or a CSV/Parquet file or directory: the answers' truth.")
+@click.option("--prices/--no-prices", default=True, show_default=True, help="Also ask models that generate for each closing price.")
+@click.option("--model-cutoff", "model_cutoffs", multiple=True, help="SPEC=YYYY-MM-DD: the model's stated training cutoff, shown beside the estimate.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ... for local models.")
+@click.option("--llm-cache", type=click.Choice(CACHE_MODES), default="readwrite", show_default=True, help="Decision cache mode.")
+@click.option("--out", help="Where to write probe.csv, probe.json and probe.png (default runs/<UTC time>-probe-<model>/).")
+def probe(spec: str, ticker: str | None, tickers: str | None, start: str, end: str, data: str, prices: bool,
+          model_cutoffs: tuple[str, ...], device: str, llm_cache: str, out: str | None) -> None:
+    """A memorization probe of model SPEC: with no market data in the prompt, ask for the direction
+    of each ticker's close-to-close move on each session (and, for models that generate, its
+    closing price); score the answers month by month against chance and estimate the model's
+    effective training cutoff."""
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from tradesim.config import _date, model_cutoff_table
+    from tradesim.evidence.cutoffs import cutoff_of
+    from tradesim.evidence.probe import months_table, run_probe, write_probe
+    from tradesim.market.data import load_market_data
+    from tradesim.rundir import safe_name
+    from tradesim.strategy import Runtime
+
+    if ticker and tickers:
+        raise TradesimError("--ticker and --tickers: give one of them, not both")
+    first, last = _date(start, "--start"), _date(end, "--end")
+    if first > last:
+        raise TradesimError(f"--start {first} is after --end {last}")
+    stated = cutoff_of(spec, model_cutoff_table(list(model_cutoffs), "--model-cutoff"))
+    target = Path(out) if out else Path("runs") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-probe-{safe_name(spec)[:40]}"
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise TradesimError(f"--out {target}: already exists and is not empty (choose another directory)")
+    market = load_market_data(data, ticker or tickers, str((pd.Timestamp(first) - pd.Timedelta(days=10)).date()), last)
+    model = Runtime(device=device, llm_cache=llm_cache, progress=True).load_model(spec)
+    result = run_probe(model, market, first, last, prices=prices)
+    result.summary.update({
+        "model": spec, "stated_cutoff": None if stated.date is None else str(stated.date.date()), "stated_cutoff_source": stated.source,
+        "tickers": list(market.tickers), "start": first, "end": last, "data": data, "data_fingerprint": market.fingerprint,
+        "model_fingerprint": model.fingerprint, "answered_prices": bool(prices and model.can_generate),
+    })
+    write_probe(result, target, f"memorization probe of {spec} on {', '.join(market.tickers)}")
+    summary = result.summary
+    click.echo(months_table(result.months))
+    click.echo(
+        f"{spec}: {summary['questions']} questions, accuracy {summary['accuracy']:.3f}; months above chance (Holm, 5%): "
+        f"{summary['months_above_chance']} of {summary['months']}"
+    )
+    click.echo(f"estimated effective cutoff: {summary['estimated_cutoff'] or 'none found (accuracy never above chance)'}")
+    click.echo(f"stated cutoff: {summary['stated_cutoff'] or 'unknown'} ({stated.source})")
+    if "median_price_error" in summary:
+        error = summary["median_price_error"]
+        click.echo(f"closing prices: median error {'n/a (no number answered)' if error is None else f'{error:.1%}'}")
+    elif prices:
+        click.echo(f"closing prices: not asked ({spec} cannot generate text)")
+    click.echo(f"probe: {target}")
 
 
 @main.command("evaluate")

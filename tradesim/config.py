@@ -72,6 +72,12 @@ class RunConfig:
     device: str = "auto"
     llm_cache: str = "readwrite"
     reuse_decisions: bool = True  # a rerun that changes only trading reuses the stored decision pass
+    seeds: int = 1  # run the whole backtest with this many seeds (seed, seed+1, ...): mean and spread of every metric
+    sig_reps: int = 2000  # bootstrap resamples of the significance block
+    study: str | None = None  # the trial ledger's study (default: the data, tickers and test period)
+    model_cutoffs: dict[str, str] = field(default_factory=dict)  # model spec -> training cutoff, beyond the shipped table
+    cutoff_embargo_days: int = 90  # days after a model's stated cutoff that still count as "near" it
+    require_post_cutoff: bool = False  # refuse a run whose decisions lie mostly before a model's cutoff
     out: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +113,21 @@ def _number(value: Any, key: str, kind: type) -> float | int:
     return number
 
 
+def model_cutoff_table(value: Any, key: str) -> dict[str, str]:
+    """`{spec: date}` from a TOML table, or from `SPEC=YYYY-MM-DD` strings (`--model-cutoff`)."""
+    if isinstance(value, (list, tuple)):
+        pairs = {}
+        for item in value:
+            spec, equals, day = str(item).rpartition("=")
+            if not equals or not spec:
+                raise TradesimError(f"--model-cutoff {item!r}: expected SPEC=YYYY-MM-DD, e.g. hf:meta-llama/Llama-3.1-8B=2023-12-31")
+            pairs[spec] = day
+        value = pairs
+    if not isinstance(value, dict):
+        raise TradesimError(f"{key}: expected a table of model spec = date")
+    return {str(spec): _date(day, f"{key} {spec}") for spec, day in value.items()}
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
@@ -131,6 +152,10 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     if "ticker" in values:
         values["tickers"] = values.pop("ticker")
     given = {k: v for k, v in overrides.items() if v is not None and k != "params"}
+    if "model_cutoffs" in given and "model_cutoffs" in values:  # flags add to the file's table
+        given["model_cutoffs"] = {
+            **model_cutoff_table(values["model_cutoffs"], f"{origin}: model_cutoffs"), **model_cutoff_table(given["model_cutoffs"], "--model-cutoff")
+        }
     if "tickers" in given:
         values.pop("tickers", None)
     values.update(given)
@@ -147,13 +172,17 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     for key in ("cost_bps", "slippage_bps", "capital", "risk_free", "max_gross"):
         if key in values:
             values[key] = _number(values[key], key, float)
-    if "seed" in values:
-        values["seed"] = _number(values["seed"], "seed", int)
-    for key in ("strategy", "data", "news", "fundamentals", "fill", "cutoff", "device", "llm_cache", "out"):
+    for key in ("seed", "seeds", "sig_reps", "cutoff_embargo_days"):
+        if key in values:
+            values[key] = _number(values[key], key, int)
+    if "model_cutoffs" in values:
+        values["model_cutoffs"] = model_cutoff_table(values["model_cutoffs"], "model_cutoffs")
+    for key in ("strategy", "data", "news", "fundamentals", "fill", "cutoff", "device", "llm_cache", "study", "out"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise TradesimError(f"{key}: expected text, got {values[key]!r}")
-    if "reuse_decisions" in values and not isinstance(values["reuse_decisions"], bool):
-        raise TradesimError(f"reuse_decisions: expected true or false, got {values['reuse_decisions']!r}")
+    for key in ("reuse_decisions", "require_post_cutoff"):
+        if key in values and not isinstance(values[key], bool):
+            raise TradesimError(f"{key}: expected true or false, got {values[key]!r}")
     config = RunConfig(**values, params=params)
     if config.fill not in FILL_MODES:
         raise TradesimError(f"fill: expected one of {', '.join(FILL_MODES)}, got {config.fill!r}")
@@ -167,6 +196,12 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
         raise TradesimError(f"max_gross: expected a positive gross exposure (1 for no leverage), got {config.max_gross:g}")
     if not -1 < config.risk_free <= 1:
         raise TradesimError(f"risk_free: expected an annual rate as a fraction (0.05 for 5%), got {config.risk_free:g}")
+    if config.seeds < 1:
+        raise TradesimError(f"seeds: expected a number of seeds >= 1, got {config.seeds}")
+    if config.sig_reps < 100:
+        raise TradesimError(f"sig_reps: expected at least 100 bootstrap resamples, got {config.sig_reps}")
+    if config.cutoff_embargo_days < 0:
+        raise TradesimError(f"cutoff_embargo_days: expected a number of days >= 0, got {config.cutoff_embargo_days}")
     if config.start and config.end and config.start > config.end:
         raise TradesimError(f"start {config.start} is after end {config.end}")
     if config.train_end and ((config.start and config.train_end <= config.start) or (config.end and config.train_end > config.end)):

@@ -116,13 +116,17 @@ def matthews(truth: np.ndarray, guess: np.ndarray) -> float:
     return float(np.corrcoef(truth.astype(float), guess.astype(float))[0, 1])
 
 
+def prediction_pairs(predicted: pd.DataFrame, realized: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(realized rises, predicted rises) where both exist, in date order (tickers within a date)."""
+    aligned = realized.reindex(index=predicted.index, columns=predicted.columns)
+    usable = predicted.notna().to_numpy() & aligned.notna().to_numpy()
+    return aligned.to_numpy()[usable] > 0, predicted.to_numpy()[usable].astype(bool)
+
+
 def prediction_quality(predicted: pd.DataFrame, realized: pd.DataFrame) -> dict[str, float | int | None]:
     """Accuracy and Matthews correlation of predicted rises (True/False; NaN: no prediction)
     against the sign of the realized returns."""
-    aligned = realized.reindex(index=predicted.index, columns=predicted.columns)
-    usable = predicted.notna().to_numpy() & aligned.notna().to_numpy()
-    guess = predicted.to_numpy()[usable].astype(bool)
-    truth = aligned.to_numpy()[usable] > 0
+    truth, guess = prediction_pairs(predicted, realized)
     if not len(guess):
         return {"accuracy": None, "mcc": None, "predictions": 0, "predicted_rise_share": None, "realized_rise_share": None}
     return {

