@@ -152,3 +152,34 @@ def test_every_backtest_is_a_trial_and_a_repeat_adds_none(tmp_path, monkeypatch)
         assert connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 3
     unknown = runner.invoke(main, ["trials", "--study", "nothing-like-it"])
     assert unknown.exit_code == 1 and "no such study" in unknown.output
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model-cutoff", "minilm"], "--model-cutoff 'minilm': expected SPEC=YYYY-MM-DD"),
+        (["--model-cutoff", "minilm=someday"], "model_cutoffs minilm: expected a date"),
+        (["--sig-reps", "10"], "sig_reps: expected at least 100"),
+        (["--seeds", "0"], "seeds: expected a number of seeds >= 1"),
+        (["--cutoff-embargo-days", "-1"], "cutoff_embargo_days: expected a number of days >= 0"),
+    ],
+)
+def test_evidence_flags_refuse_bad_values_in_one_line(tmp_path, flags, message):
+    done = CliRunner().invoke(main, ["backtest", "--strategy", "momentum", "--ticker", "MSFT", *flags, "--out", str(tmp_path / "out")])
+    assert done.exit_code == 1 and message in done.output and "Traceback" not in done.output, done.output
+    assert len(done.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_model_cutoffs_come_from_the_config_table_and_flags_add_to_it(tmp_path):
+    from tradesim.config import read_toml, resolve
+
+    path = tmp_path / "run.toml"
+    path.write_text('strategy = "momentum"\nticker = "MSFT"\n[model_cutoffs]\n"hf:my/model" = 2020-05-31\n')
+    config = resolve(read_toml(path), {"model_cutoffs": ["openai:http://x/v1#m=2023-01-31"]}, origin=str(path))
+    assert config.model_cutoffs == {"hf:my/model": "2020-05-31", "openai:http://x/v1#m": "2023-01-31"}
+    from tradesim.evidence.cutoffs import cutoff_of
+
+    assert cutoff_of("hf:my/model", config.model_cutoffs).date == pd.Timestamp("2020-05-31")
+    assert cutoff_of("hf:meta-llama/Llama-3.1-8B-Instruct").date == pd.Timestamp("2023-12-31")
+    assert cutoff_of("minilm").source.startswith("sentence-transformers/all-MiniLM-L6-v2") and cutoff_of("smollm2").date is not None
+    assert cutoff_of("hf:/tmp/tiny").date is None and "unknown" in cutoff_of("hf:/tmp/tiny").source

@@ -96,6 +96,8 @@ def test_a_memorizing_router_shines_before_its_cutoff_only_and_the_run_is_flagge
     assert "MODEL LOOK-AHEAD" in done.output and "LOOK-AHEAD" in (tmp_path / "memorized" / "report.html").read_text()
     rows = [json.loads(line) for line in (tmp_path / "memorized" / "decisions.jsonl").read_text().splitlines()]
     assert {row["model_cutoff"][f"openai:{server.url}#memorizer"] for row in rows} == {"before", "after"}
+    explained = CliRunner().invoke(main, ["explain", str(tmp_path / "memorized"), "--date", rows[0]["date"]])
+    assert "decided on or before its cutoff 2016-06-30 — the model may have read what followed this day" in explained.output
     compared = CliRunner().invoke(main, ["compare", str(tmp_path / "memorized")])
     assert "[LOOK-AHEAD]" in compared.output
     refused = backtest(server, bars, tmp_path / "refused", "--require-post-cutoff")
@@ -145,7 +147,7 @@ def test_the_cutoff_rule_rarely_finds_one_in_an_honest_models_answers():
 
     dates = pd.bdate_range("2014-01-01", "2015-12-31")
     holm = naive = 0
-    for seed in range(60):
+    for seed in range(40):
         rng = np.random.default_rng(seed)
         answers = pd.DataFrame({"date": np.repeat(dates, 2), "up": rng.random(2 * len(dates)) < 0.52})
         answers["answer_up"] = rng.random(len(answers)) < 0.6
@@ -153,4 +155,12 @@ def test_the_cutoff_rule_rarely_finds_one_in_an_honest_models_answers():
         months, summary = score(answers)
         holm += summary["estimated_cutoff"] is not None
         naive += bool((months["p_value"] < 0.05).any())
-    assert holm / 60 <= 0.1 and naive / 60 >= 0.3
+    assert holm / 40 <= 0.1 and naive / 40 >= 0.3
+
+
+def test_a_price_answer_is_read_past_the_restated_date():
+    from tradesim.evidence.probe import parse_price
+
+    assert parse_price("The closing price of AAPL stock on January 3, 2014 was $77.28.") == 77.28
+    assert parse_price("It closed at 1,045.10 on 2014-01-03") == 1045.10
+    assert parse_price("The closing price of MSFT stock on January") is None

@@ -305,9 +305,9 @@ def trials_command(study: str | None, pbo: bool, pbo_splits: int) -> None:
         if not known:
             click.echo(f"no trials recorded in {ledger_path()}")
         for entry in known:
-            what = entry["name"] or ", ".join(f"{k} {v if not isinstance(v, list) else ','.join(v)}" for k, v in entry["description"].items())
+            what = "named with --study" if entry["name"] else ", ".join(f"{k} {v if not isinstance(v, list) else ','.join(v)}" for k, v in entry["description"].items())
             best = "n/a" if entry["best_sharpe"] is None else f"{entry['best_sharpe']:.2f}"
-            click.echo(f"{entry['study'][:12]}  {entry['trials']} trials, best Sharpe {best}, last {entry['last_trial']}: {what}")
+            click.echo(f"{entry['study'].removeprefix('name:')[:24]}  {entry['trials']} trials, best Sharpe {best}, last {entry['last_trial']}: {what}")
         return
     click.echo(study_table(study, pbo_splits if pbo else None))
 

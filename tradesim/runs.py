@@ -67,6 +67,15 @@ def explain_decision(run_dir: Path, day: str, ticker: str | None) -> str:
         lines += ["", "prompt:", *("  " + line for line in prompt.splitlines())]
     if news is not None:
         lines += ["", f"news used ({len(news)}):", *(f"  {item['id']} visible {item['visible_at']}" for item in news)]
+    cutoffs = row.pop("model_cutoff", None)
+    if cutoffs:
+        known = run.results.get("by_model_cutoff") or {}
+        words = {"before": "on or before", "near": "just after (within the embargo of)", "after": "after"}
+        lines += ["", "models' training cutoffs:", *(
+            f"  {spec}: decided {words[label]} its cutoff {known.get(spec, {}).get('cutoff')}"
+            + (" — the model may have read what followed this day" if label != "after" else "")
+            for spec, label in cutoffs.items()
+        )]
     action = (row.pop("weight"), row.pop("action"))
     lines += ["", "outputs:", *(f"  {key}: {value}" for key, value in row.items())]
     fill = run.info["resolved"]["fill"]
@@ -153,7 +162,10 @@ def compare_runs(run_dirs: Iterable[str | Path], reps: int = 2000, seed: int = 0
         lines.append(f"(benchmark of the first run, {benchmark[1]['first_decision']}..{benchmark[1]['last_session']})")
     if len(periods) > 1:
         lines.append("warning: the runs cover different periods; their metrics are not directly comparable")
-    lines.append("~0: the Sharpe's 95% interval contains zero; DSR: deflated Sharpe over the run's study; SPA p: Hansen's test of the run against the first")
+    lines.append(
+        "~0: the Sharpe's 95% interval contains zero; DSR: deflated Sharpe over the trials of the run's study when it ran "
+        "(`tradesim trials --study` recomputes it over all of them); SPA p: Hansen's test of the run against the first"
+    )
     lines += _cutoff_comparison([Run(path) for path in run_dirs], reps, seed)
     return "\n".join(lines)
 

@@ -179,8 +179,12 @@ def _part(returns: pd.Series, benchmark_returns: pd.Series, config: RunConfig, a
         return {"sessions": int(len(returns))}
     measure = lambda series: performance(series, annualization=annualization, risk_free=config.risk_free)  # noqa: E731
     part: dict[str, Any] = {"sessions": int(len(returns)), **measure(returns), "benchmark_sharpe": measure(benchmark_returns.fillna(0.0))["sharpe"]}
-    excess = returns.to_numpy() - config.risk_free / annualization
-    if len(excess) >= significance.MIN_OBSERVATIONS and np.std(excess) > 0:
-        interval = significance.sharpe_interval(excess, reps=config.sig_reps, seed=config.seed, annualization=annualization)
+    period_rf = config.risk_free / annualization
+    x, b = returns.to_numpy(), benchmark_returns.fillna(0.0).to_numpy()
+    if len(x) >= significance.MIN_OBSERVATIONS and np.std(x) > 0:
+        interval = significance.sharpe_interval(x - period_rf, reps=config.sig_reps, seed=config.seed, annualization=annualization)
+        paired = significance.bootstrap_intervals(x - period_rf, b - period_rf, x, b, annualization=annualization, reps=config.sig_reps, seed=config.seed)
         part["sharpe_interval"] = significance.as_interval(interval)
+        part["annual_return_interval"] = significance.as_interval(paired["annual_return"])
+        part["sharpe_difference_interval"] = significance.as_interval(paired["sharpe_difference"])
     return part

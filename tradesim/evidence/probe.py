@@ -41,12 +41,22 @@ def price_prompt(ticker: str, day: pd.Timestamp) -> Chat:
     return Chat(PRICE_INSTRUCTIONS, f"What was the closing price of {ticker} stock on {day:%B} {day.day}, {day.year} ({day.date()}), in US dollars?\nAnswer:")
 
 
+DATES = re.compile(
+    r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?(?:,?\s+\d{4})?|\d{4}-\d\d-\d\d|\b(?:19|20)\d\d\b",
+    re.IGNORECASE,
+)
+PRICE_TOKENS = 24  # enough for "The closing price of X stock on <date> was $123.45"
+
+
 def parse_price(text: str) -> float | None:
-    found = re.search(r"\d[\d,]*\.?\d*", text or "")
+    """The price in an answer: a dollar amount, else the first number that is not part of a date
+    (models often restate the question's date first)."""
+    text = DATES.sub(" ", text or "")
+    found = re.search(r"\$\s*(\d[\d,]*(?:\.\d+)?)", text) or re.search(r"(\d[\d,]*(?:\.\d+)?)", text)
     if not found:
         return None
     try:
-        value = float(found.group().replace(",", ""))
+        value = float(found.group(1).replace(",", ""))
     except ValueError:
         return None
     return value if value > 0 else None
@@ -67,7 +77,7 @@ def ask(model, questions: pd.DataFrame, prices: bool) -> pd.DataFrame:
     answers["answer_up"] = answers["p_up"] >= 0.5
     answers["correct"] = answers["answer_up"] == answers["up"]
     if prices and model.can_generate:
-        texts = model.generate([price_prompt(t, d) for t, d in zip(questions["ticker"], questions["date"])], max_new_tokens=10, stop=["\n"])
+        texts = model.generate([price_prompt(t, d) for t, d in zip(questions["ticker"], questions["date"])], max_new_tokens=PRICE_TOKENS, stop=["\n"])
         answers["price_answer"] = [parse_price(text) for text in texts]
         answers["price_error"] = (answers["price_answer"] / answers["raw_close"] - 1).abs()
     return answers

@@ -18,7 +18,6 @@ import pandas as pd
 
 EULER_GAMMA = 0.5772156649015329
 LEVEL = 0.95  # every interval is a 95% one
-SPA_REPS_MAX = 1000
 MIN_OBSERVATIONS = 20  # fewer returns than this get no interval (nor a block length estimate)
 
 
@@ -243,7 +242,7 @@ def spa_pvalue(returns: np.ndarray, benchmark_returns: np.ndarray, *, reps: int,
     difference = (models.T - benchmark).T if models.ndim == 2 else models - benchmark
     if not np.std(difference) > 0:
         return None
-    spa = SPA(-benchmark, -models, block_size=int(round(block_length(difference.ravel()))), reps=min(reps, SPA_REPS_MAX), seed=np.random.default_rng(seed))
+    spa = SPA(-benchmark, -models, block_size=int(round(block_length(difference.ravel()))), reps=reps, seed=np.random.default_rng(seed))
     spa.compute()
     return float(spa.pvalues["consistent"])
 

@@ -234,8 +234,9 @@ def probability_of_backtest_overfitting(returns: pd.DataFrame, splits: int = PBO
         variance = (selector @ squares - n * mean**2) / (n - 1)
         return mean / np.sqrt(np.where(variance > 0, variance, np.nan))
 
-    inside, outside = sharpe(chosen), sharpe(1 - chosen)
-    best = np.nanargmax(np.nan_to_num(inside, nan=-np.inf), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a trial without variance in a half ranks last there
+        inside, outside = (np.nan_to_num(sharpe(selector), nan=-np.inf) for selector in (chosen, 1 - chosen))
+    best = np.argmax(inside, axis=1)
     ranks = (outside <= outside[np.arange(len(halves)), best][:, None]).sum(axis=1)  # 1 = worst, count = best
     omega = ranks / (count + 1)
     logits = np.log(omega / (1 - omega))
@@ -261,7 +262,7 @@ def _varied(study_trials: list[Trial]) -> set[str]:
     for t in study_trials:
         for key, value in _settings(t).items():
             values.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
-    return {key for key, seen in values.items() if len(seen) > 1 and key not in NOT_PART_OF_A_TRIAL}
+    return {key for key, seen in values.items() if len(seen) > 1 and key not in (*NOT_PART_OF_A_TRIAL, "strategy")}
 
 
 def study_table(name: str, pbo_splits: int | None = None) -> str:
@@ -269,7 +270,7 @@ def study_table(name: str, pbo_splits: int | None = None) -> str:
     each among all of them; with `pbo_splits`, the study's probability of backtest overfitting."""
     study = find_study(name)
     found = trials(study)
-    lines = [f"study {study}: {len(found)} trials"]
+    lines = [f"study {study.removeprefix('name:')}: {len(found)} trials"]
     rows = []
     varied = _varied(found)
     for t in found:
