@@ -100,8 +100,10 @@ def test_a_memorizing_router_shines_before_its_cutoff_only_and_the_run_is_flagge
     assert "decided on or before its cutoff 2016-06-30 — the model may have read what followed this day" in explained.output
     compared = CliRunner().invoke(main, ["compare", str(tmp_path / "memorized")])
     assert "[LOOK-AHEAD]" in compared.output
-    refused = backtest(server, bars, tmp_path / "refused", "--require-post-cutoff")
+    refused = backtest(server, bars, tmp_path / "refused", "--require-post-cutoff", "--cost-bps", "1")  # another trial, were it one
     assert refused.exit_code == 1 and "--require-post-cutoff: MODEL LOOK-AHEAD" in refused.output and not (tmp_path / "refused").exists()
+    listed = CliRunner().invoke(main, ["trials"])
+    assert " 1 trials," in listed.output  # the refused run is no trial
 
 
 def test_an_honest_model_with_a_cutoff_before_the_test_is_not_flagged(market, server, tmp_path):

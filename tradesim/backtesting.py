@@ -375,8 +375,6 @@ def _run_backtest(
         model_specs=[model["spec"] for model in strategy.models()], decision_dates=dates, record=record_trial,
     )
     assessed = time.perf_counter() - assessing
-    if config.require_post_cutoff and evidence.flags:
-        raise TradesimError(f"--require-post-cutoff: {evidence.flags[0]}")
     flags += evidence.flags
     notes[:0] = evidence.flags
     notes.extend(evidence.notes)

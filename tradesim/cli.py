@@ -332,43 +332,30 @@ def probe(spec: str, ticker: str | None, tickers: str | None, start: str, end: s
     effective training cutoff."""
     from datetime import datetime, timezone
 
-    import pandas as pd
-
-    from tradesim.config import _date, model_cutoff_table
-    from tradesim.evidence.cutoffs import cutoff_of
-    from tradesim.evidence.probe import months_table, run_probe, write_probe
-    from tradesim.market.data import load_market_data
+    from tradesim.config import iso_date, model_cutoff_table
+    from tradesim.evidence.probe import months_table, probe_model, write_probe
     from tradesim.rundir import safe_name
-    from tradesim.strategy import Runtime
 
     if ticker and tickers:
         raise TradesimError("--ticker and --tickers: give one of them, not both")
-    first, last = _date(start, "--start"), _date(end, "--end")
-    if first > last:
-        raise TradesimError(f"--start {first} is after --end {last}")
-    stated = cutoff_of(spec, model_cutoff_table(list(model_cutoffs), "--model-cutoff"))
     target = Path(out) if out else Path("runs") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-probe-{safe_name(spec)[:40]}"
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise TradesimError(f"--out {target}: already exists and is not empty (choose another directory)")
-    market = load_market_data(data, ticker or tickers, str((pd.Timestamp(first) - pd.Timedelta(days=10)).date()), last)
-    model = Runtime(device=device, llm_cache=llm_cache, progress=True).load_model(spec)
-    result = run_probe(model, market, first, last, prices=prices)
-    result.summary.update({
-        "model": spec, "stated_cutoff": None if stated.date is None else str(stated.date.date()), "stated_cutoff_source": stated.source,
-        "tickers": list(market.tickers), "start": first, "end": last, "data": data, "data_fingerprint": market.fingerprint,
-        "model_fingerprint": model.fingerprint, "answered_prices": bool(prices and model.can_generate),
-    })
-    write_probe(result, target, f"memorization probe of {spec} on {', '.join(market.tickers)}")
+    result = probe_model(
+        spec, data, ticker or tickers, iso_date(start, "--start"), iso_date(end, "--end"), prices=prices,
+        cutoffs=model_cutoff_table(list(model_cutoffs), "--model-cutoff"), device=device, llm_cache=llm_cache,
+    )
     summary = result.summary
+    write_probe(result, target, f"memorization probe of {spec} on {', '.join(summary['tickers'])}")
     click.echo(months_table(result.months))
     click.echo(
         f"{spec}: {summary['questions']} questions, accuracy {summary['accuracy']:.3f}; months above chance (Holm, 5%): "
         f"{summary['months_above_chance']} of {summary['months']}"
     )
     click.echo(f"estimated effective cutoff: {summary['estimated_cutoff'] or 'none found (accuracy never above chance)'}")
-    click.echo(f"stated cutoff: {summary['stated_cutoff'] or 'unknown'} ({stated.source})")
-    if "median_price_error" in summary:
-        error = summary["median_price_error"]
+    click.echo(f"stated cutoff: {summary['stated_cutoff'] or 'unknown'} ({summary['stated_cutoff_source']})")
+    if summary["asked_prices"]:
+        error = summary.get("median_price_error")
         click.echo(f"closing prices: median error {'n/a (no number answered)' if error is None else f'{error:.1%}'}")
     elif prices:
         click.echo(f"closing prices: not asked ({spec} cannot generate text)")

@@ -90,7 +90,7 @@ class RunConfig:
 KEYS = tuple(f.name for f in dataclasses.fields(RunConfig)) + ("ticker",)
 
 
-def _date(value: Any, key: str) -> str:
+def iso_date(value: Any, key: str) -> str:
     import pandas as pd
 
     try:
@@ -125,7 +125,7 @@ def model_cutoff_table(value: Any, key: str) -> dict[str, str]:
         value = pairs
     if not isinstance(value, dict):
         raise TradesimError(f"{key}: expected a table of model spec = date")
-    return {str(spec): _date(day, f"{key} {spec}") for spec, day in value.items()}
+    return {str(spec): iso_date(day, f"{key} {spec}") for spec, day in value.items()}
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     values["tickers"] = () if values["tickers"] == ALL_TICKERS else parse_tickers(values["tickers"], "tickers")
     for key in ("start", "end", "train_end"):
         if values.get(key) is not None:
-            values[key] = _date(values[key], key)
+            values[key] = iso_date(values[key], key)
     for key in ("cost_bps", "slippage_bps", "capital", "risk_free", "max_gross"):
         if key in values:
             values[key] = _number(values[key], key, float)

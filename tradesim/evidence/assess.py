@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tradesim.config import RunConfig
+from tradesim.errors import TradesimError
 from tradesim.evidence import cutoffs, significance, trials
 from tradesim.metrics import performance
 
@@ -57,9 +58,11 @@ def assess(
         block["rank_ic"] = significance.rank_ic_evidence(forecasts.daily_rank_ic, forecasts.horizon)
     if forecasts.truth is not None:
         block["prediction"] = significance.prediction_evidence(forecasts.truth, forecasts.guess, reps=reps, seed=seed)
+    split, labels, flags, cutoff_notes = by_model_cutoff(config, returns, benchmark_returns, annualization, model_specs, decision_dates)
+    if config.require_post_cutoff and flags:  # refused before it counts as a trial
+        raise TradesimError(f"--require-post-cutoff: {flags[0]}")
     notes = _trial(block, config, returns, identity, annualization, record)
     block["in_words"] = in_words(block)
-    split, labels, flags, cutoff_notes = by_model_cutoff(config, returns, benchmark_returns, annualization, model_specs, decision_dates)
     return Assessment(block, split, labels, flags, notes + cutoff_notes)
 
 

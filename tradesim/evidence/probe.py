@@ -141,6 +141,30 @@ def run_probe(model, data, start: str, end: str, *, prices: bool = True) -> Prob
     return ProbeResult(answers, months, summary)
 
 
+def probe_model(
+    spec: str, source: str, tickers: str | None, start: str, end: str, *, prices: bool = True,
+    cutoffs: dict[str, str] | None = None, device: str = "auto", llm_cache: str = "readwrite",
+) -> ProbeResult:
+    """`tradesim probe`: load the data (from ten days before `start`, for the first previous
+    close) and the model, ask, score, and say what was asked of what, with the stated cutoff."""
+    from tradesim.evidence.cutoffs import cutoff_of
+    from tradesim.market.data import load_market_data
+    from tradesim.strategy import Runtime
+
+    if start > end:
+        raise TradesimError(f"--start {start} is after --end {end}")
+    stated = cutoff_of(spec, cutoffs)
+    market = load_market_data(source, tickers, str((pd.Timestamp(start) - pd.Timedelta(days=10)).date()), end)
+    model = Runtime(device=device, llm_cache=llm_cache, progress=True).load_model(spec)
+    result = run_probe(model, market, start, end, prices=prices)
+    result.summary.update({
+        "model": spec, "stated_cutoff": None if stated.date is None else str(stated.date.date()), "stated_cutoff_source": stated.source,
+        "tickers": list(market.tickers), "start": start, "end": end, "data": source, "data_fingerprint": market.fingerprint,
+        "model_fingerprint": model.fingerprint, "can_generate": model.can_generate, "asked_prices": bool(prices and model.can_generate),
+    })
+    return result
+
+
 def months_table(months: pd.DataFrame) -> str:
     lines = [f"{'month':<8}  {'n':>4}  {'accuracy':>8}  {'95% interval':>14}  {'chance':>6}  {'Holm p':>7}" + ("  price error" if "median_price_error" in months else "")]
     for row in months.itertuples():
