@@ -26,7 +26,7 @@ from tradesim.market.data import IN_MEMORY, MarketData, load_market_data
 from tradesim.market.features import fill_to_fill_returns
 from tradesim.market.quality import check_data, quality_summary
 from tradesim.evidence.assess import Forecasts, TrialIdentity, assess
-from tradesim.metrics import ANNUALIZATION, RETURN_METRICS, TRADING_METRICS, daily_rank_ic, performance, prediction_pairs, prediction_quality, rank_ic, trading
+from tradesim.metrics import ANNUALIZATION, RETURN_METRICS, TRADING_METRICS, daily_rank_ic, finite, performance, prediction_pairs, prediction_quality, rank_ic, trading
 from tradesim.policies import benchmark_targets
 from tradesim.reuse import ReplayedStrategy, load_pass, pass_key, pass_parts, pass_path, store_pass, strategy_record
 from tradesim.rundir import check_run_dir, write_run_directory
@@ -227,13 +227,17 @@ def with_seeds(config: RunConfig, results: list[BacktestResult]) -> BacktestResu
     """The first seed's run, with every seed's metrics (mean, standard deviation, values) in
     `metrics["seeds"]` and their equity curves (the report draws their band)."""
     first = results[0]
+    tables = [Run(result=result).metrics for result in results]  # nested blocks under dotted names
     summary: dict[str, Any] = {}
     for name in SEED_METRICS:
-        values = [_dotted(result.metrics, name) for result in results]
-        if all(value is None for value in values):
+        known = np.array([table.get(name, np.nan) for table in tables], dtype=float)
+        if np.isnan(known).all():
             continue
-        known = np.array([np.nan if value is None else value for value in values], dtype=float)
-        summary[name] = {"mean": float(np.nanmean(known)), "std": float(np.nanstd(known, ddof=1)) if np.isfinite(known).sum() > 1 else None, "values": values}
+        summary[name] = {
+            "mean": float(np.nanmean(known)),
+            "std": float(np.nanstd(known, ddof=1)) if np.isfinite(known).sum() > 1 else None,
+            "values": [finite(value) for value in known],
+        }
     seeds = list(range(config.seed, config.seed + config.seeds))
     first.metrics["seeds"] = {"seeds": seeds, "metrics": summary}
     first.seed_equity = pd.DataFrame({seed: result.simulation.equity for seed, result in zip(seeds, results)})
@@ -243,14 +247,6 @@ def with_seeds(config: RunConfig, results: list[BacktestResult]) -> BacktestResu
         f"seed's metrics" + (f" (Sharpe {spread['mean']:.2f} ± {spread['std']:.2f})" if spread and spread["std"] is not None else "")
     )
     return first
-
-
-def _dotted(values: dict[str, Any], name: str) -> Any:
-    for part in name.split("."):
-        if not isinstance(values, dict) or part not in values:
-            return None
-        values = values[part]
-    return values
 
 
 def _run_backtest(

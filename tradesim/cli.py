@@ -296,20 +296,11 @@ def compare(run_dirs: tuple[Path, ...]) -> None:
 def trials_command(study: str | None, pbo: bool, pbo_splits: int) -> None:
     """The trial ledger ($TRADESIM_HOME/trials.sqlite): studies, or one study's trials with their
     Sharpe, interval and deflated Sharpe."""
-    from tradesim.evidence.trials import ledger_path, studies, study_table
+    from tradesim.evidence.trials import studies_table, study_table
 
-    if study is None:
-        if pbo:
-            raise TradesimError("--pbo: name the study with --study (`tradesim trials` lists them)")
-        known = studies()
-        if not known:
-            click.echo(f"no trials recorded in {ledger_path()}")
-        for entry in known:
-            what = "named with --study" if entry["name"] else ", ".join(f"{k} {v if not isinstance(v, list) else ','.join(v)}" for k, v in entry["description"].items())
-            best = "n/a" if entry["best_sharpe"] is None else f"{entry['best_sharpe']:.2f}"
-            click.echo(f"{entry['study'].removeprefix('name:')[:24]}  {entry['trials']} trials, best Sharpe {best}, last {entry['last_trial']}: {what}")
-        return
-    click.echo(study_table(study, pbo_splits if pbo else None))
+    if study is None and pbo:
+        raise TradesimError("--pbo: name the study with --study (`tradesim trials` lists them)")
+    click.echo(studies_table() if study is None else study_table(study, pbo_splits if pbo else None))
 
 
 @main.command("probe")
@@ -333,14 +324,13 @@ def probe(spec: str, ticker: str | None, tickers: str | None, start: str, end: s
     from datetime import datetime, timezone
 
     from tradesim.config import iso_date, model_cutoff_table
-    from tradesim.evidence.probe import months_table, probe_model, write_probe
+    from tradesim.evidence.probe import check_out, months_table, probe_model, write_probe
     from tradesim.rundir import safe_name
 
     if ticker and tickers:
         raise TradesimError("--ticker and --tickers: give one of them, not both")
     target = Path(out) if out else Path("runs") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-probe-{safe_name(spec)[:40]}"
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise TradesimError(f"--out {target}: already exists and is not empty (choose another directory)")
+    check_out(target)  # before any work
     result = probe_model(
         spec, data, ticker or tickers, iso_date(start, "--start"), iso_date(end, "--end"), prices=prices,
         cutoffs=model_cutoff_table(list(model_cutoffs), "--model-cutoff"), device=device, llm_cache=llm_cache,

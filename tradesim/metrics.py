@@ -40,7 +40,10 @@ def format_metric(name: str, value) -> str:
     return f"{value:.2f}"
 
 
-def _finite(value) -> float | None:
+def finite(value) -> float | None:
+    """A number as JSON keeps it: None for None, NaN and infinities."""
+    if value is None:
+        return None
     value = float(value)
     return value if math.isfinite(value) else None
 
@@ -51,15 +54,15 @@ def performance(returns: pd.Series, *, annualization: int = ANNUALIZATION, risk_
 
     period_risk_free = risk_free / annualization
     return {
-        "total_return": _finite(empyrical.cum_returns_final(returns)),
-        "annual_return": _finite(empyrical.annual_return(returns, annualization=annualization)),
-        "annual_volatility": _finite(empyrical.annual_volatility(returns, annualization=annualization)),
-        "sharpe": _finite(empyrical.sharpe_ratio(returns, risk_free=period_risk_free, annualization=annualization)),
-        "sortino": _finite(
+        "total_return": finite(empyrical.cum_returns_final(returns)),
+        "annual_return": finite(empyrical.annual_return(returns, annualization=annualization)),
+        "annual_volatility": finite(empyrical.annual_volatility(returns, annualization=annualization)),
+        "sharpe": finite(empyrical.sharpe_ratio(returns, risk_free=period_risk_free, annualization=annualization)),
+        "sortino": finite(
             empyrical.sortino_ratio(returns, required_return=period_risk_free, annualization=annualization)
         ),
-        "max_drawdown": _finite(empyrical.max_drawdown(returns)),
-        "calmar": _finite(empyrical.calmar_ratio(returns, annualization=annualization)),
+        "max_drawdown": finite(empyrical.max_drawdown(returns)),
+        "calmar": finite(empyrical.calmar_ratio(returns, annualization=annualization)),
     }
 
 
@@ -78,8 +81,8 @@ def trading(
     before = equity.shift(1).reindex(traded.index).fillna(equity.iloc[0])
     return {
         "n_trades": int(len(trades)),
-        "exposure": _finite(gross_exposure.iloc[1:].mean()) if len(gross_exposure) > 1 else 0.0,
-        "turnover": _finite((traded / before).sum() / 2 * annualization / periods) if len(traded) else 0.0,
+        "exposure": finite(gross_exposure.iloc[1:].mean()) if len(gross_exposure) > 1 else 0.0,
+        "turnover": finite((traded / before).sum() / 2 * annualization / periods) if len(traded) else 0.0,
     }
 
 
@@ -99,10 +102,10 @@ def rank_ic(scores: pd.DataFrame, realized: pd.DataFrame, *, min_names: int = 3)
     daily = daily_rank_ic(scores, realized, min_names=min_names)
     std = daily.std() if len(daily) > 1 else float("nan")
     return {
-        "rank_ic_mean": _finite(daily.mean()) if len(daily) else None,
-        "rank_ic_std": _finite(std),
-        "rank_ic_ir": _finite(daily.mean() / std) if len(daily) > 1 and std > 0 else None,
-        "rank_ic_positive": _finite((daily > 0).mean()) if len(daily) else None,
+        "rank_ic_mean": finite(daily.mean()) if len(daily) else None,
+        "rank_ic_std": finite(std),
+        "rank_ic_ir": finite(daily.mean() / std) if len(daily) > 1 and std > 0 else None,
+        "rank_ic_positive": finite((daily > 0).mean()) if len(daily) else None,
         "dates": int(len(daily)),
     }
 
@@ -130,9 +133,9 @@ def prediction_quality(predicted: pd.DataFrame, realized: pd.DataFrame) -> dict[
     if not len(guess):
         return {"accuracy": None, "mcc": None, "predictions": 0, "predicted_rise_share": None, "realized_rise_share": None}
     return {
-        "accuracy": _finite((truth == guess).mean()),
-        "mcc": _finite(matthews(truth, guess)),
+        "accuracy": finite((truth == guess).mean()),
+        "mcc": finite(matthews(truth, guess)),
         "predictions": int(len(guess)),
-        "predicted_rise_share": _finite(guess.mean()),
-        "realized_rise_share": _finite(truth.mean()),
+        "predicted_rise_share": finite(guess.mean()),
+        "realized_rise_share": finite(truth.mean()),
     }

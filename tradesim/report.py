@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tradesim import plots
+from tradesim.evidence.significance import contains_zero
 from tradesim.metrics import RETURN_METRICS, TRADING_METRICS, format_metric
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def interval_text(metrics: dict[str, Any], name: str) -> str:
     if not found:
         return ""
     low, high = found
-    return f"[{format_metric(name, low)}, {format_metric(name, high)}]{' ~0' if low <= 0 <= high else ''}"
+    return f"[{format_metric(name, low)}, {format_metric(name, high)}]{' ~0' if contains_zero(found) else ''}"
 
 
 def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str]]:

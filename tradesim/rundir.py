@@ -12,10 +12,11 @@ import secrets
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pandas as pd
 
@@ -182,15 +183,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
-    """Write every file of the run directory, atomically: all of it appears, or none."""
-    out = Path(out)
-    check_run_dir(out, overwrite)
+@contextmanager
+def staged_directory(out: Path, check: Callable[[], None]) -> Iterator[Path]:
+    """A hidden sibling of `out` to write into (`.NAME.partial-<pid>-*`), renamed into place when
+    the block ends, after `check` (which refuses an `out` that must not be replaced) passes again;
+    removed when the block fails: all of it appears, or none."""
+    check()
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_partials(out.parent)
     staging = out.parent / f".{out.name}{PARTIAL}{os.getpid()}-{secrets.token_hex(4)}"
     staging.mkdir()  # with the user's umask (tempfile.mkdtemp would make it 0700)
     try:
+        yield staging
+        check()
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | None = None, overwrite: bool = False) -> Path:
+    """Write every file of the run directory, atomically: all of it appears, or none."""
+    out = Path(out)
+    with staged_directory(out, lambda: check_run_dir(out, overwrite)) as staging:
         simulation, benchmark = result.simulation, result.benchmark
         (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
         equity = pd.DataFrame({"equity": simulation.equity, "benchmark": benchmark.equity})
@@ -210,13 +227,6 @@ def write_run_directory(result: BacktestResult, out: Path, argv: list[str] | Non
         (staging / "equity.png").write_bytes(png)
         (staging / "report.html").write_text(report_html(result, png))
         (staging / "run.json").write_text(json.dumps(manifest(result, argv), indent=2) + "\n")
-        check_run_dir(out, overwrite)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

@@ -135,10 +135,11 @@ def compare_runs(run_dirs: Iterable[str | Path], reps: int = 2000, seed: int = 0
     table = []
     benchmark = first = None
     periods = set()
-    for run in map(Run, run_dirs):
+    runs = [Run(path) for path in run_dirs]
+    for run in runs:
         metrics = run.results
         values = {**metrics, "rank_ic_mean": metrics.get("ranking", {}).get("rank_ic_mean")}
-        returns = run.equity["strategy"].pct_change().dropna()
+        returns = run.daily_returns
         if first is None:
             first, spa = returns, "(first)"
         else:
@@ -166,7 +167,7 @@ def compare_runs(run_dirs: Iterable[str | Path], reps: int = 2000, seed: int = 0
         "~0: the Sharpe's 95% interval contains zero; DSR: deflated Sharpe over the trials of the run's study when it ran "
         "(`tradesim trials --study` recomputes it over all of them); SPA p: Hansen's test of the run against the first"
     )
-    lines += _cutoff_comparison([Run(path) for path in run_dirs], reps, seed)
+    lines += _cutoff_comparison(runs, reps, seed)
     return "\n".join(lines)
 
 
@@ -177,7 +178,7 @@ def _earned_labels(run: Run, spec: str) -> pd.Series:
 
     labels = {pd.Timestamp(row["date"]): row["model_cutoff"][spec] for row in run.decision_records() if spec in (row.get("model_cutoff") or {})}
     decided = pd.Series(labels, dtype=object).sort_index()
-    returns = run.equity["strategy"].pct_change().dropna()
+    returns = run.daily_returns
     return returns_labels(decided, returns.index).rename("label").to_frame().assign(returns=returns)
 
 
@@ -187,7 +188,7 @@ def _cutoff_comparison(runs: list[Run], reps: int, seed: int) -> list[str]:
     how much more the first run gains over the other before the cutoff than after it. Anonymizing
     removes some information at all times; what it removes only before the cutoff is what the
     model remembered."""
-    from tradesim.evidence.significance import sharpe_gap_change
+    from tradesim.evidence.significance import contains_zero, sharpe_gap_change
 
     lines = []
     for run in runs:
@@ -209,7 +210,7 @@ def _cutoff_comparison(runs: list[Run], reps: int, seed: int) -> list[str]:
             if spec not in (other.results.get("by_model_cutoff") or {}) or first.results["by_model_cutoff"][spec].get("decisions") is None:
                 continue
             mine = _earned_labels(first, spec)
-            both = mine.join(other.equity["strategy"].pct_change().rename("other"), how="inner").dropna()
+            both = mine.join(other.daily_returns.rename("other"), how="inner").dropna()
             before, after = both[both["label"] == "before"], both[both["label"] == "after"]
             if len(before) < 3 or len(after) < 3:
                 lines.append(f"{first.name} against {other.name}: too few sessions on one side of {spec}'s cutoff for a difference in differences")
@@ -219,7 +220,7 @@ def _cutoff_comparison(runs: list[Run], reps: int, seed: int) -> list[str]:
                 annualization=ANNUALIZATION, reps=reps, seed=seed,
             )
             shown = f"{value:+.2f}" + ("" if interval is None else f" (95% interval {interval[0]:+.2f} to {interval[1]:+.2f}"
-                                       + (": not distinguishable from zero)" if interval[0] <= 0 <= interval[1] else ")"))
+                                       + (": not distinguishable from zero)" if contains_zero(interval) else ")"))
             lines.append(
                 f"difference in differences, {first.name} minus {other.name}, Sharpe gap before {spec}'s cutoff minus after it: {shown}; "
                 "positive: the first run gains more where the model may remember"
@@ -352,6 +353,11 @@ class Run:
     def returns(self) -> pd.DataFrame:
         """Daily simple returns of the equity curves (the first session is 0, as in the metrics)."""
         return self.equity.pct_change().fillna(0.0)
+
+    @property
+    def daily_returns(self) -> pd.Series:
+        """The strategy's return on each session after the first: what its evidence is computed from."""
+        return self.equity["strategy"].pct_change().iloc[1:]
 
     @property
     def drawdown(self) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pandas as pd
 from tradesim.config import RunConfig
 from tradesim.errors import TradesimError
 from tradesim.evidence import cutoffs, significance, trials
-from tradesim.metrics import performance
+from tradesim.metrics import finite, performance
 
 
 @dataclass
@@ -87,7 +87,7 @@ def _trial(block: dict[str, Any], config: RunConfig, returns: pd.Series, identit
         "trials": deflated["trials"],
         "trial_rank": deflated["rank"],
         "trial_sharpe_variance": deflated["sharpe_variance"],
-        "deflated_sharpe": significance.finite(deflated["deflated_sharpe"]),
+        "deflated_sharpe": finite(deflated["deflated_sharpe"]),
         "trials_in_words": trials.trials_in_words(deflated["trials"], deflated["rank"], config.study or study[:12]),
     })
     return notes

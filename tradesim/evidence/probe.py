@@ -12,9 +12,7 @@ half of an honest model's probes; the Holm rule keeps that near 5% in all.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -205,24 +203,20 @@ def plot(months: pd.DataFrame, summary: dict[str, Any], title: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_probe(result: ProbeResult, out: Path, title: str) -> Path:
-    """probe.csv (every answer), probe.json (the summary and the months), probe.png; all or nothing."""
-    out = Path(out)
+def check_out(out: Path) -> None:
+    """Refuse an --out that holds anything: a probe never replaces files."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TradesimError(f"--out {out}: already exists and is not empty (choose another directory)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+
+
+def write_probe(result: ProbeResult, out: Path, title: str) -> Path:
+    """probe.csv (every answer), probe.json (the summary and the months), probe.png; all or nothing."""
+    from tradesim.rundir import staged_directory
+
+    out = Path(out)
+    with staged_directory(out, lambda: check_out(out)) as staging:
         result.answers.to_csv(staging / "probe.csv", index=False, date_format="%Y-%m-%d", float_format="%.6g")
         document = {**result.summary, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "months_table": result.months.to_dict(orient="records")}
         (staging / "probe.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
         (staging / "probe.png").write_bytes(plot(result.months, result.summary, title))
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out

@@ -16,16 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradesim.metrics import finite, matthews
+
 EULER_GAMMA = 0.5772156649015329
 LEVEL = 0.95  # every interval is a 95% one
 MIN_OBSERVATIONS = 20  # fewer returns than this get no interval (nor a block length estimate)
-
-
-def finite(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def moments(returns: np.ndarray) -> tuple[float, float, float, int]:
@@ -200,7 +195,6 @@ def bootstrap_intervals(
     with np.errstate(invalid="ignore"):  # a resample without variance: NaN, left out of the percentiles
         return {
             "annual_return": _percentiles(annual),
-            "benchmark_annual_return": _percentiles(benchmark_annual),
             "sharpe_difference": _percentiles(annual_sharpes(excess) - annual_sharpes(benchmark_excess)),
             "annual_return_difference": _percentiles(annual - benchmark_annual),
         }
@@ -248,6 +242,7 @@ def spa_pvalue(returns: np.ndarray, benchmark_returns: np.ndarray, *, reps: int,
 
 
 def contains_zero(interval) -> bool:
+    """Whether an interval holds zero: its figure is not distinguishable from zero."""
     return interval is not None and interval[0] is not None and interval[1] is not None and interval[0] <= 0 <= interval[1]
 
 
@@ -278,7 +273,6 @@ def sharpe_evidence(returns: pd.Series, benchmark_returns: pd.Series, *, annuali
         return {**block, "sharpe": None, "note": "the returns have no variance: the Sharpe and its uncertainty are undefined"}
     lags = newey_west_lags(n)
     intervals = bootstrap_intervals(excess, benchmark_excess, strategy, benchmark, annualization=annualization, reps=reps, seed=seed)
-    block_size = block_length(excess, benchmark_excess)
     has_benchmark = math.isfinite(benchmark_sharpe)
     block["sharpe"] = {
         "value": finite(sharpe * scale),
@@ -287,7 +281,7 @@ def sharpe_evidence(returns: pd.Series, benchmark_returns: pd.Series, *, annuali
         "hac_lags": lags,
         "interval": as_interval(sharpe_interval(excess, reps=reps, seed=seed, annualization=annualization)),
         "interval_method": "stationary bootstrap-t (studentized by the Newey-West standard error)",
-        "block_length": finite(block_size),
+        "block_length": finite(block_length(excess)),  # the mean block of the Sharpe's resamples
         "psr_zero": finite(probabilistic_sharpe(sharpe, 0.0, skew, kurtosis, n)),
         "psr_benchmark": finite(probabilistic_sharpe(sharpe, benchmark_sharpe, skew, kurtosis, n)) if has_benchmark else None,
         "min_track_record_zero": finite(minimum_track_record(sharpe, 0.0, skew, kurtosis)),
@@ -334,8 +328,6 @@ def prediction_evidence(truth: np.ndarray, guess: np.ndarray, *, reps: int, seed
     """Accuracy against the majority-class rate of the same dates (one-sided binomial test) and
     the MCC with a stationary-bootstrap interval over the date-ordered predictions."""
     from scipy.stats import binomtest
-
-    from tradesim.metrics import matthews
 
     truth, guess = np.asarray(truth, dtype=bool), np.asarray(guess, dtype=bool)
     n = len(truth)

@@ -165,6 +165,21 @@ def studies(path: Path | None = None) -> list[dict[str, Any]]:
     ]
 
 
+def studies_table(path: Path | None = None) -> str:
+    """One line per study, newest first: its trials, best Sharpe, last trial and what it is."""
+    known = studies(path)
+    if not known:
+        return f"no trials recorded in {path or ledger_path()}"
+    lines = []
+    for entry in known:
+        what = "named with --study" if entry["name"] else ", ".join(
+            f"{key} {','.join(value) if isinstance(value, list) else value}" for key, value in entry["description"].items()
+        )
+        best = "n/a" if entry["best_sharpe"] is None else f"{entry['best_sharpe']:.2f}"
+        lines.append(f"{entry['study'].removeprefix('name:')[:24]}  {entry['trials']} trials, best Sharpe {best}, last {entry['last_trial']}: {what}")
+    return "\n".join(lines)
+
+
 def find_study(name: str, path: Path | None = None) -> str:
     """A study's id from its name, its id, or the start of its id (unique)."""
     known = studies(path)
@@ -179,14 +194,10 @@ def find_study(name: str, path: Path | None = None) -> str:
     raise TradesimError(f"--study {name}: matches {len(matches)} studies; give more of its id")
 
 
-def period_sharpe(returns: pd.Series) -> float:
-    return moments(returns.to_numpy())[0]
-
-
 def deflation(sharpe_per_period: float, skew: float, kurtosis: float, observations: int, study_trials: list[Trial]) -> dict[str, Any]:
     """The deflated Sharpe of one trial among the study's trials, with how many there were and the
     variance of their (per-period) Sharpes; where this one ranks among them."""
-    sharpes = np.array([period_sharpe(t.returns) for t in study_trials], dtype=float)
+    sharpes = np.array([moments(t.returns.to_numpy())[0] for t in study_trials], dtype=float)
     sharpes = sharpes[np.isfinite(sharpes)]
     count = len(study_trials)
     variance = float(sharpes.var(ddof=1)) if len(sharpes) > 1 else 0.0
