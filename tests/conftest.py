@@ -17,6 +17,10 @@ def pytest_configure(config):
 
     config.tradesim_home = tempfile.mkdtemp(prefix="tradesim-tests-home-")
     os.environ["TRADESIM_HOME"] = config.tradesim_home
+    # Ray, in this process and every one it starts: nodes keep their loopback address (else Ray
+    # swaps 127.0.0.1 for the external interface), no usage statistics, one authentication mode.
+    for name, value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_USAGE_STATS_ENABLED", "0"), ("RAY_AUTH_MODE", "disabled")):
+        os.environ[name] = value
     if os.environ.get("PYTEST_XDIST_WORKER"):
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ.setdefault(name, "1")

@@ -32,6 +32,7 @@ from tradesim.reuse import ReplayedStrategy, load_pass, pass_key, pass_parts, pa
 from tradesim.rundir import check_run_dir, write_run_directory
 from tradesim.runs import Run
 from tradesim.strategy import Runtime, Strategy
+from tradesim.sweep.folds import Fold, fold_of, plan_folds
 
 DEFAULT_TEST_SESSIONS = 504  # without --train-end, learned strategies test on the last two years
 DEFAULT_TRAIN_FRACTION = 0.7  # ... or on the last 30% when the data is shorter than four years
@@ -159,17 +160,86 @@ def seeded_global_random(seed: int) -> Iterator[None]:
             torch.random.set_rng_state(torch_state)
 
 
-def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gross: float):
+def _walk_forward_folds(data: MarketData, strategy: Strategy, config: RunConfig, test: pd.DatetimeIndex, state: bytes | None) -> list[Fold] | None:
+    """The run's walk-forward folds (None: the strategy is fitted once, before --train-end)."""
+    if not config.walk_forward:
+        return None
+    if not strategy.needs_training:
+        raise TradesimError(f"--walk-forward: strategy {strategy.name} learns nothing, so there is nothing to refit (use it with a learned strategy)")
+    if state is not None:
+        raise TradesimError("--walk-forward: this run loads a stored fitted state, which a walk-forward schedule would replace")
+    return plan_folds(data.sessions, test, config.walk_forward, config.train_window, config.embargo)
+
+
+def _fit_fold(strategy: Strategy, data: MarketData, fold: Fold, dates: pd.DatetimeIndex) -> dict[str, Any]:
+    """Fit the strategy for one fold, on the view its schedule allows, and describe what it fitted."""
+    fitted = getattr(strategy, "fitted", None)
+    before = len(fitted) if isinstance(fitted, list) else 0
+    started = time.perf_counter()
+    strategy.fit(data.sessions_from(fold.first_index).view(fold.train_last))
+    fitted = getattr(strategy, "fitted", None)
+    if isinstance(fitted, list):
+        models = [{"id": item.get("id"), "loaded": item.get("loaded")} for item in fitted[before:] if isinstance(item, dict)]
+    else:
+        models = [fitted] if isinstance(fitted, dict) else []
+    training = getattr(strategy, "training_period", None)
+    return {
+        **fold.describe(),
+        "training_period": None if training is None else list(training),
+        "decisions": int(len(dates)),
+        "first_decision": str(dates[0].date()) if len(dates) else None,
+        "fitted_models": models,
+        "fit_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def fold_metrics(fold_records: list[dict[str, Any]], returns: pd.Series, risk_free: float) -> list[dict[str, Any]]:
+    """Each fold with the metrics of the sessions its decisions earned: after its first test
+    session's close, up to the next fold's."""
+    starts = [pd.Timestamp(record["test_first"]) for record in fold_records]
+    rows = []
+    for number, record in enumerate(fold_records):
+        earned = returns[returns.index > starts[number]]
+        if number + 1 < len(starts):
+            earned = earned[earned.index <= starts[number + 1]]
+        measured = performance(earned, annualization=ANNUALIZATION, risk_free=risk_free) if len(earned) > 1 else {}
+        rows.append({**{k: v for k, v in record.items() if k != "fit_s"}, "sessions": int(len(earned)), **measured})
+    return rows
+
+
+def walk_forward_note(config: RunConfig, fold_records: list[dict[str, Any]]) -> str:
+    window = "all earlier sessions" if config.train_window == "expanding" else f"the last {config.train_window} sessions"
+    loaded = sum(1 for record in fold_records if record["fitted_models"] and all(m.get("loaded") for m in record["fitted_models"]))
+    return (
+        f"walk-forward: {len(fold_records)} folds, refit every {config.walk_forward} test sessions on {window} before each fold"
+        f"{f' less an embargo of {config.embargo} sessions' if config.embargo else ''}; one stitched out-of-sample curve "
+        f"(metrics.json 'folds'); {len(fold_records) - loaded} folds were fitted now, {loaded} loaded the models stored for them"
+    )
+
+
+def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gross: float, folds: list[Fold] | None = None):
     """The strategy's decisions over the test sessions: weights (decision dates x tickers), one log
-    record per date and ticker, scores and predictions by date, and the tickers a ranking left out."""
+    record per date and ticker, scores and predictions by date, the tickers a ranking left out, and
+    with walk-forward folds, what each fold fitted (the strategy is refitted before each fold)."""
     dates = strategy.decision_dates(test)
     if len(dates) == 0:
         raise TradesimError(f"strategy {strategy.name} has no decision date between {test[0].date()} and {test[-1].date()}")
+    if folds is None:
+        batches, fold_records = [(None, dates)], None
+    else:
+        numbers = np.array(fold_of(folds, dates))
+        batches = [(fold, dates[numbers == fold.number]) for fold in folds]
+        fold_records = []
+    decided = []
+    for fold, chosen in batches:
+        if fold is not None:
+            fold_records.append(_fit_fold(strategy, data, fold, chosen))
+        decided += [(fold, date, decision) for date, decision in zip(chosen, strategy.decide_batch([data.view(date) for date in chosen]))]
     rows, decisions, scores, predictions = [], [], {}, {}
     left_out: dict[str, list[pd.Timestamp]] = {}
     listed = data.listed
     previous = dict.fromkeys(data.tickers, 0.0)
-    for date, decision in zip(dates, strategy.decide_batch([data.view(date) for date in dates])):
+    for fold, date, decision in decided:
         check_weights(decision.weights, data.tickers, strategy.name, date, max_gross)
         row = {t: float(decision.weights.get(t, 0.0)) for t in data.tickers}
         rows.append(row)
@@ -187,6 +257,7 @@ def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gr
                 {
                     "date": str(date.date()),
                     "ticker": ticker,
+                    **({} if fold is None else {"fold": fold.number}),
                     **decision.log.get(ticker, {}),
                     "weight": row[ticker],
                     "action": order_action(previous[ticker], row[ticker]),
@@ -194,7 +265,7 @@ def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gr
             )
         previous = row
     weights = pd.DataFrame(rows, index=pd.DatetimeIndex(dates, name="date"), columns=list(data.tickers))
-    return weights, decisions, scores, predictions, left_out
+    return weights, decisions, scores, predictions, left_out, fold_records
 
 
 def run_backtest(
@@ -205,18 +276,22 @@ def run_backtest(
     on_stage: Callable[[str], None] | None = None,
     frame: pd.DataFrame | None = None,
     record_trial: bool = True,
+    market: MarketData | None = None,
+    sweep_cell: bool = False,
 ) -> BacktestResult:
     """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting;
     `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars);
     `frame`: the bars, when the config's data is IN_MEMORY; `record_trial`: add the run to the
-    trial ledger (a paper account replaying its own sessions does not)."""
-    if (frame is None) != (config.data != IN_MEMORY):
+    trial ledger (a paper account replaying its own sessions does not); `market`: the data, loaded
+    already (a sweep's workers get it from the driver); `sweep_cell`: a sweep's cell, neither
+    recorded nor deflated alone (the sweep does both for all its cells)."""
+    if (frame is None) != (config.data != IN_MEMORY) and market is None:
         raise TradesimError(f"data: {IN_MEMORY} means bars handed over as a DataFrame; give the frame, or a source name or path")
     results = []
     for seed in reversed(range(config.seed, config.seed + config.seeds)):  # the first seed last: its trial count sees them all
         seeded = dataclasses.replace(config, seed=seed)
         with seeded_global_random(seed):
-            results.insert(0, _run_backtest(seeded, strategy_class, progress, state, on_stage, frame, record_trial))
+            results.insert(0, _run_backtest(seeded, strategy_class, progress, state, on_stage, frame, record_trial and not sweep_cell, market, sweep_cell))
     return results[0] if len(results) == 1 else with_seeds(config, results)
 
 
@@ -257,6 +332,8 @@ def _run_backtest(
     on_stage: Callable[[str], None] | None,
     frame: pd.DataFrame | None,
     record_trial: bool,
+    market: MarketData | None = None,
+    sweep_cell: bool = False,
 ) -> BacktestResult:
     stage = on_stage or (lambda name: None)
     stage("load")
@@ -264,7 +341,7 @@ def _run_backtest(
     runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
     # Named tickers: parameters are checked before any data is read; `all`: once the source names them.
     strategy = strategy_class(config.tickers, config.params, config.seed, runtime) if config.tickers else None
-    data = load_market_data(
+    data = market if market is not None else load_market_data(
         config.data if frame is None else frame, config.tickers or ALL_TICKERS, config.start, config.end, config.news, config.cutoff, config.fundamentals
     )
     if strategy is None:
@@ -280,6 +357,7 @@ def _run_backtest(
     strategy.runtime = dataclasses.replace(strategy.runtime, fill=fill)
     stage("fit")
     train_end, test, training = _test_sessions(data, strategy, config, notes)
+    folds = _walk_forward_folds(data, strategy, config, test, state)
     key = parts = record = None
     if config.reuse_decisions and state is None and config.llm_cache != "off":
         parts = pass_parts(config, strategy, data, fill)
@@ -288,7 +366,7 @@ def _run_backtest(
     if record is None:
         if strategy.looks_ahead:
             strategy.reveal_future(data)
-        if train_end is not None:
+        if train_end is not None and folds is None:
             if state is None:
                 strategy.fit(data.view(training[-1]))
             else:
@@ -298,14 +376,15 @@ def _run_backtest(
 
     stage("decide")
     if record is None:
-        weights, decisions, scores, predictions, left_out = _decide(strategy, data, test, config.max_gross)
+        weights, decisions, scores, predictions, left_out, fold_records = _decide(strategy, data, test, config.max_gross, folds)
         if key is not None:
             store_pass(key, parts, {
                 "weights": weights, "decisions": decisions, "scores": scores, "predictions": predictions, "left_out": left_out,
-                "strategy": strategy_record(strategy),
+                "folds": fold_records, "strategy": strategy_record(strategy),
             })
     else:
         weights, decisions, scores, predictions, left_out = (record[name] for name in ("weights", "decisions", "scores", "predictions", "left_out"))
+        fold_records = record.get("folds")
         for date, row in weights.iterrows():  # this run's gross limit, which is not part of the key
             check_weights(row.to_dict(), data.tickers, strategy.name, date, config.max_gross)
         strategy = ReplayedStrategy(strategy, record, key)
@@ -368,7 +447,7 @@ def _run_backtest(
     assessing = time.perf_counter()
     evidence = assess(
         config, simulation.returns, benchmark.returns, forecasts, annualization=ANNUALIZATION, identity=identity,
-        model_specs=[model["spec"] for model in strategy.models()], decision_dates=dates, record=record_trial,
+        model_specs=[model["spec"] for model in strategy.models()], decision_dates=dates, record=record_trial, deflate=not sweep_cell,
     )
     assessed = time.perf_counter() - assessing
     flags += evidence.flags
@@ -391,6 +470,10 @@ def _run_backtest(
         "significance": evidence.significance,
         "by_model_cutoff": evidence.by_model_cutoff,
     }
+    if fold_records is not None:
+        metrics["walk_forward"] = {"every": config.walk_forward, "train_window": config.train_window, "embargo": config.embargo}
+        metrics["folds"] = fold_metrics(fold_records, simulation.returns, config.risk_free)
+        notes.append(walk_forward_note(config, fold_records))
     return BacktestResult(
         config=config,
         strategy=strategy,

@@ -114,6 +114,9 @@ def parse_strategy_args(args: tuple[str, ...], strategy_class) -> dict[str, Any]
 @click.option("--model-cutoff", "model_cutoffs", multiple=True, help="SPEC=YYYY-MM-DD: a model's training cutoff (repeatable; beyond tradesim's table).")
 @click.option("--cutoff-embargo-days", type=int, help="Days after a model's cutoff whose decisions count as near it, not after (default 90).")
 @click.option("--require-post-cutoff", is_flag=True, default=None, help="Refuse a run whose decisions lie mostly before a model's training cutoff.")
+@click.option("--walk-forward", type=int, help="Learned strategies: refit every N test sessions (the first fold trains before --train-end; default 0: fit once).")
+@click.option("--train-window", help="Walk-forward training: expanding (default: every earlier session) or K (the last K sessions).")
+@click.option("--embargo", type=int, help="Walk-forward: sessions left out between a fold's training and its first decision, beyond the label horizon (default 0).")
 @click.option("--out", help="Run directory (default runs/<UTC time>-<strategy>-<tickers>/).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file holding any of these options.")
@@ -301,6 +304,40 @@ def trials_command(study: str | None, pbo: bool, pbo_splits: int) -> None:
     if study is None and pbo:
         raise TradesimError("--pbo: name the study with --study (`tradesim trials` lists them)")
     click.echo(studies_table() if study is None else study_table(study, pbo_splits if pbo else None))
+
+
+@main.command("sweep")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="The sweep's directory: cells/<id>/ run directories, results.parquet, sweep.json.")
+@click.option("--list", "list_only", is_flag=True, help="Print one line per cell (its id and varied values) and run nothing.")
+@click.option("--executor", "executor_name", type=click.Choice(("serial", "process", "ray")), default="process", show_default=True, help="Where cells run.")
+@click.option("--workers", type=int, help="Processes, or CPUs of a local Ray (default: the cores of this machine).")
+@click.option("--ray-address", help="Join this Ray cluster (e.g. 10.0.0.5:6379, after `ray start --head` there) instead of starting a local one.")
+@click.option("--sort", default="sharpe", show_default=True, help="The metric the results table is sorted by (best first).")
+@click.option("--top", type=int, help="Print only the best N cells (results.parquet holds all).")
+def sweep_command(spec: Path, out: Path | None, list_only: bool, executor_name: str, workers: int | None, ray_address: str | None, sort: str, top: int | None) -> None:
+    """Run a grid of backtests from SPEC.toml ([base], [grid], [[zip]], [walk_forward]): one run
+    directory per cell, resumable, and one results table whose deflated Sharpe and probability of
+    backtest overfitting count every cell."""
+    from tradesim.sweep.sweep import SORTABLE, list_cells, results_table, run_sweep
+
+    if list_only:
+        click.echo(list_cells(spec))
+        return
+    if out is None:
+        raise TradesimError("--out: give the sweep's directory (a rerun with the same --out resumes it)")
+    if sort not in SORTABLE:
+        raise TradesimError(f"--sort {sort!r}: expected one of {', '.join(SORTABLE)}")
+    if ray_address and executor_name != "ray":
+        raise TradesimError("--ray-address: only with --executor ray")
+    from tradesim.rundir import argv_of_process
+
+    outcome = run_sweep(spec, out, executor_name=executor_name, workers=workers, ray_address=ray_address, argv=argv_of_process(), echo=click.echo)
+    click.echo(results_table(outcome.results, outcome.summary, sort, top))
+    click.echo(f"sweep directory: {out} (results.parquet, sweep.json, cells/)")
+    failed = outcome.results[outcome.results["status"].str.startswith("failed")]
+    if len(failed):
+        raise TradesimError(f"{len(failed)} of {len(outcome.results)} cells failed (first: {failed.iloc[0]['cell']}: {failed.iloc[0]['status'].removeprefix('failed: ')}); a rerun retries them")
 
 
 @main.command("probe")
@@ -581,3 +618,7 @@ def paper_resolve(name: str, event_id: str, decision: str | None, reason: str) -
         raise TradesimError("--accept or --ignore: say which")
     resolve_event(name, event_id, decision, reason)
     click.echo(f"data event {event_id}: {decision} ({reason})")
+
+
+if __name__ == "__main__":
+    main()

@@ -78,6 +78,9 @@ class RunConfig:
     model_cutoffs: dict[str, str] = field(default_factory=dict)  # model spec -> training cutoff, beyond the shipped table
     cutoff_embargo_days: int = 90  # days after a model's stated cutoff that still count as "near" it
     require_post_cutoff: bool = False  # refuse a run whose decisions lie mostly before a model's cutoff
+    walk_forward: int = 0  # learned strategies refit every this many test sessions (0: fit once, before train_end)
+    train_window: int | str = "expanding"  # walk-forward training: every session before the fold, or the last K
+    embargo: int = 0  # walk-forward: sessions left out between a fold's training and its first decision
     out: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -111,6 +114,21 @@ def _number(value: Any, key: str, kind: type) -> float | int:
     if not math.isfinite(number):
         raise TradesimError(f"{key}: expected a finite number, got {value!r}")
     return number
+
+
+def train_window(value: Any) -> int | str:
+    """`expanding` (every session before the fold) or a number of sessions K >= 1."""
+    if isinstance(value, str) and value.strip().lower() == "expanding":
+        return "expanding"
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        sessions = int(str(value).strip()) if isinstance(value, str) else int(value)
+        if sessions != float(value) or sessions < 1:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise TradesimError(f"train_window: expected expanding or a number of sessions >= 1, got {value!r}") from None
+    return sessions
 
 
 def model_cutoff_table(value: Any, key: str) -> dict[str, str]:
@@ -172,9 +190,11 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     for key in ("cost_bps", "slippage_bps", "capital", "risk_free", "max_gross"):
         if key in values:
             values[key] = _number(values[key], key, float)
-    for key in ("seed", "seeds", "sig_reps", "cutoff_embargo_days"):
+    for key in ("seed", "seeds", "sig_reps", "cutoff_embargo_days", "walk_forward", "embargo"):
         if key in values:
             values[key] = _number(values[key], key, int)
+    if "train_window" in values:
+        values["train_window"] = train_window(values["train_window"])
     if "model_cutoffs" in values:
         values["model_cutoffs"] = model_cutoff_table(values["model_cutoffs"], "model_cutoffs")
     for key in ("strategy", "data", "news", "fundamentals", "fill", "cutoff", "device", "llm_cache", "study", "out"):
@@ -202,6 +222,12 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
         raise TradesimError(f"sig_reps: expected at least 100 bootstrap resamples, got {config.sig_reps}")
     if config.cutoff_embargo_days < 0:
         raise TradesimError(f"cutoff_embargo_days: expected a number of days >= 0, got {config.cutoff_embargo_days}")
+    if config.walk_forward < 0:
+        raise TradesimError(f"walk_forward: expected a number of test sessions between refits (0: fit once), got {config.walk_forward}")
+    if config.embargo < 0:
+        raise TradesimError(f"embargo: expected a number of sessions >= 0, got {config.embargo}")
+    if not config.walk_forward and (config.embargo or config.train_window != "expanding"):
+        raise TradesimError("embargo/train_window: they shape walk-forward folds; give walk_forward N (--walk-forward) too")
     if config.start and config.end and config.start > config.end:
         raise TradesimError(f"start {config.start} is after end {config.end}")
     if config.train_end and ((config.start and config.train_end <= config.start) or (config.end and config.train_end > config.end)):

@@ -98,6 +98,7 @@ def pass_parts(config: RunConfig, strategy: Strategy, data: MarketData, fill: st
         "tickers": list(data.tickers),
         "data": data.fingerprint,
         "dates": {"start": config.start, "end": config.end, "train_end": config.train_end, "cutoff": config.cutoff},
+        **({"walk_forward": [config.walk_forward, config.train_window, config.embargo]} if config.walk_forward else {}),
         "fill": fill,
         "seed": config.seed,
         "device": config.device,

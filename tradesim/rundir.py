@@ -114,6 +114,9 @@ def manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
             "news_items": int(len(data.news)),
             "decision_cutoff": f"{data.cutoff} America/New_York",
         },
+        **({"walk_forward": {**result.metrics["walk_forward"], "folds": [
+            {k: v for k, v in fold.items() if k in FOLD_RECORD} for fold in result.metrics["folds"]
+        ]}} if "folds" in result.metrics else {}),
         "strategy": result.strategy.describe(),
         "llm": _llm_totals(result.strategy.models()),
         "versions": package_versions(),
@@ -122,6 +125,9 @@ def manifest(result: BacktestResult, argv: list[str] | None) -> dict[str, Any]:
         "notes": result.notes,
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
     }
+
+
+FOLD_RECORD = ("fold", "train_first", "train_last", "test_first", "test_last", "training_period", "decisions", "fitted_models")
 
 
 def _llm_totals(models: list[dict[str, Any]]) -> dict[str, Any]:

@@ -67,6 +67,15 @@ def explain_decision(run_dir: Path, day: str, ticker: str | None) -> str:
         lines += ["", "prompt:", *("  " + line for line in prompt.splitlines())]
     if news is not None:
         lines += ["", f"news used ({len(news)}):", *(f"  {item['id']} visible {item['visible_at']}" for item in news)]
+    fold = row.pop("fold", None)
+    if fold is not None:
+        known = {item["fold"]: item for item in run.results.get("folds") or []}.get(fold, {})
+        models = ", ".join(str(m.get("id", "?"))[:12] for m in known.get("fitted_models") or [] if isinstance(m, dict)) or "none recorded"
+        lines += ["", (
+            f"walk-forward fold {fold}: fitted as of {known.get('train_last')} on sessions from {known.get('train_first')} "
+            f"(training labels {' to '.join(known.get('training_period') or ['?'])}), tests {known.get('test_first')}..{known.get('test_last')}; "
+            f"fitted models {models}"
+        )]
     cutoffs = row.pop("model_cutoff", None)
     if cutoffs:
         known = run.results.get("by_model_cutoff") or {}

@@ -35,6 +35,9 @@ class Assessment:
     notes: list[str] = field(default_factory=list)
 
 
+SWEEP_DEFLATION = "a sweep's cell: its deflated Sharpe counts every cell of the sweep and is in the sweep's results.parquet"
+
+
 @dataclass(frozen=True)
 class TrialIdentity:
     fingerprint: str
@@ -48,8 +51,11 @@ class TrialIdentity:
 def assess(
     config: RunConfig, returns: pd.Series, benchmark_returns: pd.Series, forecasts: Forecasts, *,
     annualization: int, identity: TrialIdentity, model_specs: list[str], decision_dates: pd.DatetimeIndex, record: bool = True,
+    deflate: bool = True,
 ) -> Assessment:
-    """`record`: add the run to the trial ledger (paper accounts replaying their own days do not)."""
+    """`record`: add the run to the trial ledger (paper accounts replaying their own days do not);
+    `deflate`: deflate the Sharpe by the study's trials (a sweep's cells do not: the sweep deflates
+    them together once they are all run, so that a cell's files never depend on which ran first)."""
     reps, seed = config.sig_reps, config.seed
     block = significance.sharpe_evidence(
         returns, benchmark_returns, annualization=annualization, risk_free=config.risk_free, reps=reps, seed=seed
@@ -61,7 +67,11 @@ def assess(
     split, labels, flags, cutoff_notes = by_model_cutoff(config, returns, benchmark_returns, annualization, model_specs, decision_dates)
     if config.require_post_cutoff and flags:  # refused before it counts as a trial
         raise TradesimError(f"--require-post-cutoff: {flags[0]}")
-    notes = _trial(block, config, returns, identity, annualization, record)
+    if deflate:
+        notes = _trial(block, config, returns, identity, annualization, record)
+    else:
+        notes = []
+        block["deflation"] = SWEEP_DEFLATION
     block["in_words"] = in_words(block)
     return Assessment(block, split, labels, flags, notes + cutoff_notes)
 
@@ -124,6 +134,8 @@ def in_words(block: dict[str, Any]) -> list[str]:
             )
     elif "note" in block:
         lines.append(block["note"])
+    if "deflation" in block:
+        lines.append(block["deflation"])
     ranking = block.get("rank_ic")
     if ranking and ranking.get("t_hac") is not None:
         lines.append(

@@ -10,6 +10,7 @@ view computes is a fresh array: a strategy cannot alter what later views or the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -295,6 +296,14 @@ class MarketData:
         if end == 0 or self.sessions[end - 1] != as_of:
             raise ValueError(f"{as_of.date()} is not a session of this data")
         return MarketView(self, end)
+
+    def sessions_from(self, first: int) -> MarketData:
+        """The same data without its first `first` sessions (a walk-forward training window):
+        prices adjusted as of any later session are unchanged, news and fundamentals are kept."""
+        if first == 0:
+            return self
+        arrays = {name: _sealed(np.array(array[first:])) for name, array in self.arrays.items()}
+        return dataclasses.replace(self, sessions=self.sessions[first:], arrays=arrays)
 
     @cached_property
     def fingerprint(self) -> str:

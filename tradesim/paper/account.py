@@ -145,6 +145,8 @@ def _init_account(
     config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=session_day(first), out=None)
     strategy = _strategy(config, fill, progress)
     config = dataclasses.replace(config, params=strategy.settings.as_dict())
+    if config.walk_forward:
+        raise TradesimError("walk_forward: paper accounts fit once, at inception; a refit schedule is not supported for them yet")
     if strategy.looks_ahead:
         raise TradesimError(f"strategy {strategy.name}: {strategy.look_ahead_reason}; a paper account cannot look ahead")
     if fill == "same-close":
