@@ -10,7 +10,9 @@ Each executor gets its own empty $TRADESIM_HOME (no cache, stored model or decis
 another executor answers it). Prints each executor's wall time, its speed-up over serial (target
 for processes and Ray with 2 workers: at least 1.7x on 2 cores), and its overhead per cell: the
 workers' time that was not spent inside cells, per cell (process start-up, shipping the data,
-Ray's task scheduling, writing the cell).
+Ray's task scheduling, writing the cell; with --prefetch, the dry pass and the scoring too). The
+LLMoE grid also runs each parallel executor with --prefetch: without it, both workers score the
+same cold prompts at once.
 
     python benchmarks/sweep.py [--cells 64] [--workers 2] [--executors serial,process,ray] [--no-llmoe]
 """
@@ -54,13 +56,13 @@ threshold = [0.5, 0.55]
 """
 
 
-def run(spec: Path, executor: str, workers: int, root: Path) -> tuple[float, list[float], int]:
+def run(spec: Path, executor: str, workers: int, root: Path, prefetch: bool) -> tuple[float, list[float], int]:
     from tradesim.sweep.sweep import run_sweep
 
-    home = root / f"home-{executor}-{spec.stem}"
-    os.environ["TRADESIM_HOME"] = str(home)
+    name = f"{executor}{'-prefetch' if prefetch else ''}-{spec.stem}"
+    os.environ["TRADESIM_HOME"] = str(root / f"home-{name}")
     started = time.perf_counter()
-    outcome = run_sweep(spec, root / f"out-{executor}-{spec.stem}", executor_name=executor, workers=workers)
+    outcome = run_sweep(spec, root / f"out-{name}", executor_name=executor, workers=workers, prefetch_prompts=prefetch)
     wall = time.perf_counter() - started
     failed = [o for o in outcome.ran if o.files is None]
     if failed:
@@ -69,16 +71,18 @@ def run(spec: Path, executor: str, workers: int, root: Path) -> tuple[float, lis
 
 
 def report(name: str, spec: Path, executors: list[str], workers: int, root: Path) -> None:
+    """`executors`: names, `+prefetch` after one to gather and score the prompts first."""
     print(f"\n{name}")
-    print(f"{'executor':<9} {'workers':>7} {'cells':>5} {'wall s':>8} {'in cells s':>10} {'speed-up':>8} {'overhead/cell s':>15}")
+    print(f"{'executor':<17} {'workers':>7} {'cells':>5} {'wall s':>8} {'in cells s':>10} {'speed-up':>8} {'overhead/cell s':>15}")
     serial = None
-    for executor in executors:
+    for variant in executors:
+        executor, _, extra = variant.partition("+")
         used = 1 if executor == "serial" else workers
-        wall, seconds, cells = run(spec, executor, used, root)
-        serial = serial if serial is not None or executor != "serial" else wall
+        wall, seconds, cells = run(spec, executor, used, root, prefetch=extra == "prefetch")
+        serial = serial if serial is not None or variant != "serial" else wall
         speedup = f"{serial / wall:.2f}x" if serial else "n/a"
         overhead = (used * wall - sum(seconds)) / cells
-        print(f"{executor:<9} {used:>7} {cells:>5} {wall:>8.1f} {sum(seconds):>10.1f} {speedup:>8} {overhead:>15.3f}")
+        print(f"{variant:<17} {used:>7} {cells:>5} {wall:>8.1f} {sum(seconds):>10.1f} {speedup:>8} {overhead:>15.3f}", flush=True)
 
 
 def main() -> None:
@@ -87,6 +91,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", default="serial,process,ray")
     parser.add_argument("--no-llmoe", action="store_true", help="skip the LLMoE grid")
+    parser.add_argument("--no-momentum", action="store_true", help="skip the momentum grid")
     args = parser.parse_args()
     from tradesim.sweep.executors import ray_environment
 
@@ -101,11 +106,13 @@ def main() -> None:
         root = Path(scratch)
         momentum = root / "momentum.toml"
         momentum.write_text(MOMENTUM.format(data=SP500, lookbacks=lookbacks))
-        report(f"momentum: {args.cells} cells, 100 S&P tickers, 2016-01-04..2021-04-21", momentum, executors, args.workers, root)
+        if not args.no_momentum:
+            report(f"momentum: {args.cells} cells, 100 S&P tickers, 2016-01-04..2021-04-21", momentum, executors, args.workers, root)
         if not args.no_llmoe:
             llmoe = root / "llmoe.toml"
             llmoe.write_text(LLMOE)
-            report("LLMoE: 4 cells, MSFT on the embedded sample, router minilm (offline)", llmoe, executors, args.workers, root)
+            with_prefetch = executors + [f"{e}+prefetch" for e in executors if e != "serial"]
+            report("LLMoE: 4 cells, MSFT on the embedded sample, router minilm (offline)", llmoe, with_prefetch, args.workers, root)
 
 
 if __name__ == "__main__":

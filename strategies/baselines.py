@@ -83,10 +83,11 @@ class Momentum(Strategy):
             log = {"trailing_return": _json_float(score), "predicted": "rise" if rise else ("fall" if np.isfinite(score) else None)}
             return Decision({ticker: weight}, {ticker: log}, predictions={ticker: rise} if np.isfinite(score) else None)
         weights = top_k(scores, self.settings.top_k)
-        ranks = scores.rank(ascending=False, method="first")
+        ranks = scores.rank(ascending=False, method="first").to_dict()
+        values = scores.to_dict()
         return Decision(
             weights.to_dict(),
-            {t: {"trailing_return": _json_float(scores[t]), "rank": _json_float(ranks[t])} for t in self.tickers},
+            {t: {"trailing_return": _json_float(values[t]), "rank": _json_float(ranks[t])} for t in self.tickers},
             scores=scores.dropna().to_dict(),
         )
 

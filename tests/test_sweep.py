@@ -142,6 +142,17 @@ def test_results_table_ledger_and_pbo(serial):
     assert len(trials.trials(f"name:{outcome.sweep.study}")) == CELLS
 
 
+def test_a_spec_with_more_cells_reuses_the_complete_ones(tmp_path, serial):
+    import shutil
+
+    spec, out, outcome = serial
+    shutil.copytree(out, tmp_path / "out")
+    wider = _spec(tmp_path / "wider", SPEC.replace("lookback = [5, 20]", "lookback = [5, 20, 60]"))
+    extended = run_sweep(wider, tmp_path / "out", executor_name="serial")
+    assert extended.skipped == CELLS and len(extended.ran) == CELLS // 2
+    assert extended.sweep.study != outcome.sweep.study and len(extended.results) == CELLS * 3 // 2
+
+
 def test_processes_give_byte_identical_cells(tmp_path, serial):
     spec, out, _ = serial
     run_sweep(spec, tmp_path / "process", executor_name="process", workers=2)
@@ -157,6 +168,21 @@ def test_a_worker_refuses_data_with_another_fingerprint(serial):
     result = run_cell(CellTask(cell.id, cell.config, cell.config.strategy, "0" * 64, data))
     assert result.files is None and "refusing to run on different data" in result.error
     assert run_cell(CellTask(cell.id, cell.config, cell.config.strategy, fingerprint, data)).files is not None
+
+
+def test_market_data_ships_without_what_was_computed_from_it():
+    """After a dry pass (--prefetch) the driver's data holds cached views, one of them a read-only
+    mapping that cannot be pickled: what is shipped is the data alone, and its fingerprint is
+    computed again where it arrives."""
+    import pickle
+
+    from tradesim.market import load_market_data
+
+    data = load_market_data("sample", ("MSFT", "AAPL"))
+    data.ticker_codes, data.bars, data.listed
+    shipped = pickle.loads(pickle.dumps(data))
+    assert not {"ticker_codes", "bars", "listed", "fingerprint"} & set(shipped.__dict__)
+    assert shipped.fingerprint == data.fingerprint
 
 
 def _complete_cells(out: Path) -> dict[str, int]:
@@ -254,3 +280,107 @@ def test_a_local_ray_started_by_the_sweep_gives_byte_identical_cells(tmp_path, s
     )
     assert local.returncode == 0, local.stderr[-2000:]
     assert _metrics_bytes(tmp_path / "local") == _metrics_bytes(out)
+
+
+# ------------------------------------------------------------- language models: prefetch, shards
+@pytest.fixture
+def llm_sweep(tmp_path, monkeypatch):
+    """An LLMoE sweep with a fake router (deterministic answers, counted calls), run in this process."""
+    from fakes import FakeBackend
+    from helpers import synthetic_bars, write_ticker_dir
+    from tradesim.llm import model as model_module
+
+    backends = []
+
+    def build(target, options):
+        backends.append(FakeBackend(f"fake:{target}"))
+        return backends[-1]
+
+    monkeypatch.setitem(model_module.BACKENDS, "fake", build)
+    frames = synthetic_bars(("MSFT",), sessions=260, seed=12, start="2015-01-01")
+    bars = write_ticker_dir(tmp_path / "bars", frames)
+    dates = pd.to_datetime(frames["MSFT"]["Date"])
+    news = tmp_path / "news.jsonl"
+    news.write_text("".join(
+        json.dumps({"id": f"n{i}", "ticker": "MSFT", "created_at": f"{day.date()}T14:30:00Z", "text": f"Microsoft headline {i}"}) + "\n"
+        for i, day in enumerate(dates[::3])
+    ))
+    spec = _spec(tmp_path / "spec", f"""
+[base]
+strategy = "llmoe"
+tickers = "MSFT"
+data = "{bars}"
+news = "{news}"
+train_end = "{dates[200].date()}"
+sig_reps = 100
+reuse_decisions = false
+[base.params]
+router = "fake:1"
+epochs = 3
+patience = 2
+hidden = 8
+
+[grid.params]
+threshold = [0.5, 0.6]
+""")
+    return spec, backends
+
+
+def _model_calls(out: Path) -> list[int]:
+    return [json.loads((cell / "run.json").read_text())["llm"]["model_calls"] for cell in sorted((out / "cells").iterdir())]
+
+
+def test_prefetch_leaves_no_model_call_in_the_cells(tmp_path, monkeypatch, llm_sweep):
+    spec, backends = llm_sweep
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home-prefetch"))
+    outcome = run_sweep(spec, tmp_path / "prefetched", executor_name="serial", prefetch_prompts=True)
+    prefetched = outcome.summary["prefetch"]
+    assert prefetched["prompts"] > 100 and prefetched["models"]["fake:1"]["model_calls"] == prefetched["prompts"]
+    assert _model_calls(tmp_path / "prefetched") == [0, 0]
+    # the same sweep without prefetch, in another home: the cells ask the model, and agree
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home-plain"))
+    run_sweep(spec, tmp_path / "plain", executor_name="serial")
+    assert sum(_model_calls(tmp_path / "plain")) > 100
+    assert _metrics_bytes(tmp_path / "plain") == _metrics_bytes(tmp_path / "prefetched")
+
+
+def test_workers_write_to_shards_that_the_driver_merges(tmp_path, monkeypatch, llm_sweep):
+    from tradesim.llm.cache import DecisionCache
+
+    spec, _ = llm_sweep
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    outcome = run_sweep(spec, tmp_path / "out", executor_name="serial", cache_shards=True)
+    shards = outcome.summary["llm_cache"]
+    assert shards["shards"] and shards["merged"] > 100 and shards["conflicts"] == []
+    assert sum(len(o.answers) for o in outcome.ran) == shards["merged"]
+    assert DecisionCache().last_row() == shards["merged"]  # the driver's cache holds what the shards answered
+    # a second sweep of other cells starts its shards from that cache: its cells find every answer
+    again = run_sweep(_spec(tmp_path / "other", spec.read_text().replace("[0.5, 0.6]", "[0.55]")), tmp_path / "other-out",
+                      executor_name="serial", cache_shards=True)
+    assert _model_calls(tmp_path / "other-out") == [0] and again.summary["llm_cache"]["merged"] == 0
+
+
+def test_merging_shards_is_order_free_and_reports_a_request_answered_two_ways(tmp_path):
+    from tradesim.llm.cache import DecisionCache
+
+    def shard(name, answers):
+        cache = DecisionCache(tmp_path / f"{name}.sqlite")
+        cache.put_many("m", "fp", "choose", {key: {"probabilities": p, "prompt_tokens": 3, "latency_s": len(name)} for key, p in answers.items()})
+        rows = cache.rows_after(0)
+        cache.close()
+        return rows
+
+    one = shard("one", {"a": [0.1, 0.9], "b": [0.5, 0.5]})
+    two = shard("second", {"b": [0.5, 0.5], "c": [0.3, 0.7]})  # b agrees: only its timing differs
+    three = shard("third", {"a": [0.8, 0.2]})  # a answered the other way
+    merged = {}
+    for order in ((one, two, three), (three, two, one)):
+        cache = DecisionCache(tmp_path / f"driver-{len(merged)}.sqlite")
+        results = [cache.merge(rows, origin=f"w{i}") for i, rows in enumerate(order)]
+        merged[len(merged)] = (sorted(r[1] for r in cache.rows_after(0)), results)
+        cache.close()
+    first, second = merged[0], merged[1]
+    assert first[0] == second[0] == ["a", "b", "c"]
+    conflicts = [c for _, found in first[1] for c in found]
+    assert len(conflicts) == 1 and conflicts[0]["key"] == "a" and conflicts[0]["kept"]["probabilities"] == [0.1, 0.9]
+    assert len([c for _, found in second[1] for c in found]) == 1

@@ -95,7 +95,7 @@ def check_weights(weights: dict[str, float], tickers: tuple[str, ...], strategy:
 
 
 def order_action(previous: float, weight: float) -> str:
-    if np.isclose(previous, weight, rtol=0, atol=1e-12):
+    if abs(previous - weight) <= 1e-12:  # np.isclose(rtol=0, atol=1e-12) on finite weights, without its cost per call
         return "hold"
     return "buy" if weight > previous else "sell"
 
@@ -278,20 +278,22 @@ def run_backtest(
     record_trial: bool = True,
     market: MarketData | None = None,
     sweep_cell: bool = False,
+    llm_cache_path: Path | None = None,
 ) -> BacktestResult:
     """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting;
     `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars);
     `frame`: the bars, when the config's data is IN_MEMORY; `record_trial`: add the run to the
     trial ledger (a paper account replaying its own sessions does not); `market`: the data, loaded
     already (a sweep's workers get it from the driver); `sweep_cell`: a sweep's cell, neither
-    recorded nor deflated alone (the sweep does both for all its cells)."""
+    recorded nor deflated alone (the sweep does both for all its cells); `llm_cache_path`: the
+    language-model cache to use instead of $TRADESIM_HOME's (a sweep worker's shard)."""
     if (frame is None) != (config.data != IN_MEMORY) and market is None:
         raise TradesimError(f"data: {IN_MEMORY} means bars handed over as a DataFrame; give the frame, or a source name or path")
     results = []
     for seed in reversed(range(config.seed, config.seed + config.seeds)):  # the first seed last: its trial count sees them all
         seeded = dataclasses.replace(config, seed=seed)
         with seeded_global_random(seed):
-            results.insert(0, _run_backtest(seeded, strategy_class, progress, state, on_stage, frame, record_trial and not sweep_cell, market, sweep_cell))
+            results.insert(0, _run_backtest(seeded, strategy_class, progress, state, on_stage, frame, record_trial and not sweep_cell, market, sweep_cell, llm_cache_path))
     return results[0] if len(results) == 1 else with_seeds(config, results)
 
 
@@ -334,11 +336,12 @@ def _run_backtest(
     record_trial: bool,
     market: MarketData | None = None,
     sweep_cell: bool = False,
+    llm_cache_path: Path | None = None,
 ) -> BacktestResult:
     stage = on_stage or (lambda name: None)
     stage("load")
     started = time.perf_counter()
-    runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress)
+    runtime = Runtime(device=config.device, llm_cache=config.llm_cache, progress=progress, llm_cache_path=None if llm_cache_path is None else str(llm_cache_path))
     # Named tickers: parameters are checked before any data is read; `all`: once the source names them.
     strategy = strategy_class(config.tickers, config.params, config.seed, runtime) if config.tickers else None
     data = market if market is not None else load_market_data(

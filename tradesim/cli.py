@@ -315,7 +315,9 @@ def trials_command(study: str | None, pbo: bool, pbo_splits: int) -> None:
 @click.option("--ray-address", help="Join this Ray cluster (e.g. 10.0.0.5:6379, after `ray start --head` there) instead of starting a local one.")
 @click.option("--sort", default="sharpe", show_default=True, help="The metric the results table is sorted by (best first).")
 @click.option("--top", type=int, help="Print only the best N cells (results.parquet holds all).")
-def sweep_command(spec: Path, out: Path | None, list_only: bool, executor_name: str, workers: int | None, ray_address: str | None, sort: str, top: int | None) -> None:
+@click.option("--prefetch", is_flag=True, help="First gather every cell's prompts and score them once per model, in batches; the cells then run as cache hits.")
+def sweep_command(spec: Path, out: Path | None, list_only: bool, executor_name: str, workers: int | None, ray_address: str | None, sort: str,
+                  top: int | None, prefetch: bool) -> None:
     """Run a grid of backtests from SPEC.toml ([base], [grid], [[zip]], [walk_forward]): one run
     directory per cell, resumable, and one results table whose deflated Sharpe and probability of
     backtest overfitting count every cell."""
@@ -332,7 +334,9 @@ def sweep_command(spec: Path, out: Path | None, list_only: bool, executor_name: 
         raise TradesimError("--ray-address: only with --executor ray")
     from tradesim.rundir import argv_of_process
 
-    outcome = run_sweep(spec, out, executor_name=executor_name, workers=workers, ray_address=ray_address, argv=argv_of_process(), echo=click.echo)
+    outcome = run_sweep(
+        spec, out, executor_name=executor_name, workers=workers, ray_address=ray_address, argv=argv_of_process(), echo=click.echo, prefetch_prompts=prefetch
+    )
     click.echo(results_table(outcome.results, outcome.summary, sort, top))
     click.echo(f"sweep directory: {out} (results.parquet, sweep.json, cells/)")
     failed = outcome.results[outcome.results["status"].str.startswith("failed")]

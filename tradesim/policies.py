@@ -26,8 +26,8 @@ def top_k(scores: pd.Series, k: int) -> pd.Series:
     """
     if k < 1:
         raise ValueError("k must be at least 1")
-    scored = scores[np.isfinite(scores.to_numpy(dtype=float))]
-    order = sorted(scored.index, key=lambda ticker: (-scored[ticker], str(ticker)))
+    scored = scores[np.isfinite(scores.to_numpy(dtype=float))].to_dict()
+    order = sorted(scored, key=lambda ticker: (-scored[ticker], str(ticker)))
     weights = pd.Series(0.0, index=scores.index)
     weights[order[:k]] = 1.0 / k
     return weights

@@ -44,6 +44,14 @@ def _damaged(error: sqlite3.DatabaseError) -> bool:
     return not isinstance(error, sqlite3.OperationalError) or "malformed" in str(error) or "not a database" in str(error)
 
 
+TIMINGS = ("latency_s",)  # parts of a cached value that differ between two computations of one answer
+
+
+def answer(value: dict[str, Any]) -> dict[str, Any]:
+    """A cached value without its timings: what two computations of one request must agree on."""
+    return {k: v for k, v in value.items() if k not in TIMINGS}
+
+
 def default_cache_path() -> Path:
     return tradesim_home() / "llm-cache.sqlite"
 
@@ -187,6 +195,58 @@ class DecisionCache:
             self.connection.execute("ROLLBACK")
             raise
         self.connection.execute("COMMIT")
+
+    # ------------------------------------------------------------- shards of a sweep's workers
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of the cache (SQLite's backup; an empty cache where there is none yet):
+        the snapshot a sweep's workers start their shards from."""
+        target = Path(target)
+        destination = sqlite3.connect(target)
+        try:
+            if self.path.exists():
+                source = connect_readonly(self.path, timeout=60)
+                try:
+                    source.backup(destination)
+                finally:
+                    source.close()
+            destination.executescript(SCHEMA)
+            destination.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            destination.close()
+
+    def last_row(self) -> int:
+        return int(self.connection.execute("SELECT COALESCE(MAX(rowid), 0) FROM entries").fetchone()[0])
+
+    def rows_after(self, row: int) -> list[tuple]:
+        """Entries added after rowid `row`: (rowid, key, model, fingerprint, kind, value, created_at)."""
+        return self.connection.execute(
+            "SELECT rowid, key, model, fingerprint, kind, value, created_at FROM entries WHERE rowid > ? ORDER BY rowid", (row,)
+        ).fetchall()
+
+    def merge(self, rows: Iterable[tuple], origin: str) -> tuple[int, list[dict[str, Any]]]:
+        """Add a shard's entries (`rows_after`'s tuples). Keys are content addresses, so merging is the
+        same in any order; a key already here with another answer (timings aside) is not replaced
+        but returned as a conflict: the model answered one request two ways (nondeterminism).
+        Returns (entries added, conflicts)."""
+        added, conflicts = 0, []
+        rows = list(rows)
+        with self._transaction():
+            for start in range(0, len(rows), 500):
+                chunk = rows[start : start + 500]
+                keys = [row[1] for row in chunk]
+                known = dict(self.connection.execute(
+                    f"SELECT key, value FROM entries WHERE key IN ({','.join('?' * len(keys))})", keys
+                ).fetchall())
+                for _, key, model, fingerprint, kind, value, created_at in chunk:
+                    if key in known:
+                        if answer(json.loads(known[key])) != answer(json.loads(value)):
+                            conflicts.append({"key": key, "model": model, "kind": kind, "kept": answer(json.loads(known[key])),
+                                              "other": answer(json.loads(value)), "from": origin})
+                        continue
+                    self.connection.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", (key, model, fingerprint, kind, value, created_at))
+                    known[key] = value
+                    added += 1
+        return added, conflicts
 
     def close(self) -> None:
         if self._connection is not None:

@@ -119,6 +119,10 @@ class LanguageModel:
         for key, prompt in zip(keys, prompts):
             if key not in found:
                 missing.setdefault(key, prompt)
+        if missing and _COLLECTOR and request["kind"] in PLACEHOLDERS:
+            _COLLECTOR[-1].add(self, request, compute, missing)
+            found.update((key, PLACEHOLDERS[request["kind"]](request)) for key in missing)
+            return [found[key] for key in keys]
         hits = len(prompts) - sum(1 for key in keys if key in missing)
         self.usage.cache_hits += hits
         if missing and self.cache.mode == "readonly":
@@ -165,6 +169,58 @@ class LanguageModel:
     def describe(self) -> dict[str, Any]:
         """What run.json records: the model and what this run asked of it."""
         return {**self.backend.describe(), **asdict(self.usage), "model_seconds": round(self.usage.model_seconds, 3)}
+
+
+# ---------------------------------------------------------------- prefetch: collect, then score
+# While a Collector is active, requests the cache cannot answer are recorded instead of computed and
+# answered with a placeholder (even odds; empty text), so that a dry pass of many runs gathers their
+# prompts; `score` then sends each model its distinct prompts in batches and fills the cache.
+# Prompts that depend on earlier answers (a tournament's later rounds) are gathered only as far as
+# the placeholders lead: the real runs ask the model for the rest.
+PLACEHOLDERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "choose": lambda request: {"probabilities": [1 / len(request["options"])] * len(request["options"]), "prompt_tokens": 0, "completion_tokens": 0},
+    "generate": lambda request: {"text": "", "prompt_tokens": 0, "completion_tokens": 0},
+}
+_COLLECTOR: list[Collector] = []
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], tuple[LanguageModel, dict[str, Any], Callable, dict[str, Prompt]]] = {}
+
+    def add(self, model: LanguageModel, request: dict[str, Any], compute: Callable, missing: dict[str, Prompt]) -> None:
+        import json
+
+        entry = self.requests.setdefault((model.fingerprint, json.dumps(request, sort_keys=True)), (model, request, compute, {}))
+        entry[3].update(missing)
+
+    @property
+    def prompts(self) -> int:
+        return sum(len(entry[3]) for entry in self.requests.values())
+
+    def score(self) -> dict[str, dict[str, Any]]:
+        """Ask each model for every prompt gathered, in batches, into the cache. Per model spec: the
+        prompts sent and the model's seconds."""
+        done: dict[str, dict[str, Any]] = {}
+        for model, request, compute, prompts in self.requests.values():
+            calls, seconds = model.usage.model_calls, model.usage.model_seconds
+            model._cached(list(prompts.values()), request, compute)
+            row = done.setdefault(model.spec, {"prompts": 0, "model_calls": 0, "model_seconds": 0.0})
+            row["prompts"] += len(prompts)
+            row["model_calls"] += model.usage.model_calls - calls
+            row["model_seconds"] += model.usage.model_seconds - seconds
+        return done
+
+
+class collecting:
+    """`with collecting() as collector:` requests the cache lacks are gathered, not computed."""
+
+    def __enter__(self) -> Collector:
+        _COLLECTOR.append(Collector())
+        return _COLLECTOR[-1]
+
+    def __exit__(self, *exc_info) -> None:
+        _COLLECTOR.pop()
 
 
 def _hf(target: str, options: dict[str, Any]) -> Backend:

@@ -297,6 +297,15 @@ class MarketData:
             raise ValueError(f"{as_of.date()} is not a session of this data")
         return MarketView(self, end)
 
+    def __getstate__(self) -> dict:
+        """Pickled (a sweep ships data to its workers) without what was computed from it: cached
+        views of the arrays, and the fingerprint, which the receiver computes again."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     def sessions_from(self, first: int) -> MarketData:
         """The same data without its first `first` sessions (a walk-forward training window):
         prices adjusted as of any later session are unchanged, news and fundamentals are kept."""

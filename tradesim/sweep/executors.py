@@ -10,8 +10,10 @@ the driver's; workers never download.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
+import shutil
 import socket
 import tempfile
 import time
@@ -40,6 +42,10 @@ class CellTask:
     data: Any = None  # the MarketData (serial), an object reference (Ray), or None with a snapshot
     snapshot: str | None = None  # a pickle of the MarketData (process)
     argv: tuple[str, ...] = ()
+    # With cache shards: the driver's language-model cache as bytes (or a file of them), copied once
+    # per worker process into a shard of its own; the cell's new answers go back to the driver.
+    cache_snapshot: Any = None
+    cache_snapshot_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,42 @@ class CellOutcome:
     error: str | None
     seconds: float
     worker: str
+    answers: tuple = ()  # with cache shards: the entries this cell added to its worker's shard
 
 
 _SNAPSHOTS: dict[str, Any] = {}  # per worker process: a snapshot is read once
+_SHARDS: dict[str, list] = {}  # per worker process: snapshot id -> [its shard's path, the last row handed back]
+
+
+def _shard(task: CellTask) -> Path:
+    """This worker's cache shard: a copy of the driver's cache made once per process, on local disk
+    (a SQLite file must not be shared over a network file system)."""
+    from tradesim.llm.cache import DecisionCache
+
+    if task.cache_snapshot_id not in _SHARDS:
+        directory = tempfile.mkdtemp(prefix="tradesim-shard-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = Path(directory) / "llm-cache.sqlite"
+        snapshot = task.cache_snapshot
+        path.write_bytes(Path(snapshot).read_bytes() if isinstance(snapshot, str) else snapshot)
+        cache = DecisionCache(path)
+        _SHARDS[task.cache_snapshot_id] = [path, cache.last_row()]
+        cache.close()
+    return _SHARDS[task.cache_snapshot_id][0]
+
+
+def _new_answers(task: CellTask) -> tuple:
+    from tradesim.llm.cache import DecisionCache
+
+    path, last = _SHARDS[task.cache_snapshot_id]
+    cache = DecisionCache(path)
+    try:
+        rows = cache.rows_after(last)
+    finally:
+        cache.close()
+    if rows:
+        _SHARDS[task.cache_snapshot_id][1] = rows[-1][0]
+    return tuple(rows)
 
 
 def fresh_fingerprint(data) -> str:
@@ -88,16 +127,20 @@ def run_cell(task: CellTask) -> CellOutcome:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         data = _task_data(task)
-        result = run_backtest(task.config, plugins.strategy_class(task.strategy), progress=False, market=data, sweep_cell=True)
+        shard = _shard(task) if task.cache_snapshot_id else None
+        result = run_backtest(
+            task.config, plugins.strategy_class(task.strategy), progress=False, market=data, sweep_cell=True, llm_cache_path=shard
+        )
         with tempfile.TemporaryDirectory(prefix="tradesim-cell-") as scratch:
             out = write_run_directory(result, Path(scratch) / "cell", argv=list(task.argv))
             files = {path.name: path.read_bytes() for path in sorted(out.iterdir())}
+        answers = _new_answers(task) if shard else ()
     except TradesimError as error:
         return CellOutcome(task.id, None, str(error), time.perf_counter() - started, worker)
     except Exception as error:  # noqa: BLE001 - one broken cell must not stop the others; its traceback is kept
         detail = traceback.format_exc(limit=-3).strip().splitlines()
         return CellOutcome(task.id, None, f"{type(error).__name__}: {error} ({' | '.join(detail[-3:])})", time.perf_counter() - started, worker)
-    return CellOutcome(task.id, files, None, time.perf_counter() - started, worker)
+    return CellOutcome(task.id, files, None, time.perf_counter() - started, worker, answers)
 
 
 def run_serial(tasks: list[CellTask], workers: int, **_: Any) -> Iterator[CellOutcome]:
@@ -119,7 +162,8 @@ def run_processes(tasks: list[CellTask], workers: int, snapshot_dir: Path, datas
             os.replace(partial, path)
         paths[fingerprint] = str(path)
     shipped = [replace(task, data=None, snapshot=paths[task.fingerprint]) for task in tasks]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    threads = max(1, default_workers() // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_share_cores, initargs=(threads,)) as pool:
         pending = {pool.submit(run_cell, task) for task in shipped}
         try:
             while pending:
@@ -129,6 +173,13 @@ def run_processes(tasks: list[CellTask], workers: int, snapshot_dir: Path, datas
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _share_cores(threads: int) -> None:
+    """A worker process computes on its share of the cores (as Ray's workers do: one thread per
+    CPU they hold), not on all of them at once beside the others."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
 
 
 def ray_environment() -> None:
@@ -159,8 +210,9 @@ def run_ray(tasks: list[CellTask], workers: int, datasets: dict[str, Any], ray_a
     ray, started = start_ray(workers, ray_address)
     try:
         references = {fingerprint: ray.put(data) for fingerprint, data in datasets.items()}
+        snapshot = ray.put(tasks[0].cache_snapshot) if tasks and tasks[0].cache_snapshot is not None else None
         remote = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
-        pending = [remote.remote(replace(task, data=None), references[task.fingerprint]) for task in tasks]
+        pending = [remote.remote(replace(task, data=None, cache_snapshot=None), references[task.fingerprint], snapshot) for task in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for reference in done:
@@ -170,8 +222,8 @@ def run_ray(tasks: list[CellTask], workers: int, datasets: dict[str, Any], ray_a
             ray.shutdown()
 
 
-def _ray_cell(task: CellTask, data) -> CellOutcome:
-    return run_cell(replace(task, data=data))
+def _ray_cell(task: CellTask, data, cache_snapshot) -> CellOutcome:
+    return run_cell(replace(task, data=data, cache_snapshot=cache_snapshot))
 
 
 def executor(name: str):

@@ -51,23 +51,20 @@ def is_complete(out: Path, cell_id: str) -> bool:
     return (cell_dir(out, cell_id) / "run.json").is_file()
 
 
-def check_sweep_dir(out: Path, sweep: Sweep) -> None:
-    """A new directory, or one this spec's sweep wrote (resumed); never someone else's."""
+def check_sweep_dir(out: Path, sweep: Sweep) -> str | None:
+    """A new directory, or one a sweep wrote (resumed, or extended by a spec with other cells: a
+    cell's id is its configuration, so the complete cells both specs have are reused); never
+    someone else's. Returns the study the directory held before, when it was another."""
     if not out.exists():
-        return
+        return None
     if not out.is_dir():
         raise TradesimError(f"--out {out}: exists and is not a directory")
     recorded = out / "sweep.json"
     if recorded.is_file():
-        try:
-            study = json.loads(recorded.read_text()).get("study")
-        except ValueError:
-            study = None
-        if study != sweep.study:
-            raise TradesimError(
-                f"--out {out}: holds the sweep of study {study!r}, not this spec's ({sweep.study}); choose another directory"
-            )
-        return
+        study = _read_json(recorded).get("study")
+        if not study:
+            raise TradesimError(f"--out {out}: its sweep.json is not a tradesim sweep's; choose another directory")
+        return None if study == sweep.study else study
     strangers = sorted(p.name for p in out.iterdir() if p.name not in ("cells", SNAPSHOTS))
     if strangers:
         raise TradesimError(f"--out {out}: already exists and holds {', '.join(strangers[:3])}, not a sweep of this spec; choose another directory")
@@ -106,14 +103,67 @@ def write_cell(out: Path, outcome: CellOutcome) -> Path:
     return target
 
 
+def prefetch(cells: list[Cell], keys: dict[tuple, str], datasets: dict[str, Any], echo: Callable[[str], None]) -> dict[str, Any]:
+    """A dry pass of every cell in this process that gathers the prompts its models would be asked
+    (answered with placeholders meanwhile, nothing of it kept but fitted models, which are content
+    addressed), then each model scores its distinct prompts once, in batches, into the cache: the
+    cells then run as cache hits."""
+    import dataclasses
+
+    from tradesim.backtesting import run_backtest
+    from tradesim.llm.model import collecting
+
+    started = time.perf_counter()
+    failed = 0
+    with collecting() as collector:
+        for cell in cells:
+            config = dataclasses.replace(cell.config, reuse_decisions=False)
+            try:
+                run_backtest(config, cell.strategy_class, progress=False, market=datasets[keys[_data_key(config)]], sweep_cell=True)
+            except Exception:  # noqa: BLE001 - the placeholders may lead a cell astray; its real run decides
+                failed += 1
+    gathered = time.perf_counter()
+    scored = collector.score()
+    summary = {
+        "prompts": collector.prompts, "models": scored, "dry_pass_failed": failed,
+        "gather_s": round(gathered - started, 3), "score_s": round(time.perf_counter() - gathered, 3),
+    }
+    echo(
+        f"prefetch: {collector.prompts} distinct prompts gathered from {len(cells)} cells in {gathered - started:.1f} s, scored in "
+        f"{summary['score_s']:.1f} s (" + "; ".join(f"{spec}: {row['model_calls']} model calls" for spec, row in scored.items()) + ")"
+        + (f"; {failed} cells failed on the placeholder answers and were not fully gathered" if failed else "")
+    )
+    return summary
+
+
+def _cache_snapshot(out: Path, executor_name: str) -> tuple[Any, str]:
+    """The driver's language-model cache as the workers' shards start from it: a file beside the
+    cells (processes read it), its bytes otherwise (serial; Ray ships them through its object store)."""
+    import secrets
+
+    from tradesim.llm.cache import DecisionCache
+
+    target = out / SNAPSHOTS / "llm-cache.sqlite"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    DecisionCache(mode="readonly").copy_to(target)
+    return (str(target) if executor_name == "process" else target.read_bytes()), secrets.token_hex(8)
+
+
 def run_sweep(
     spec: Path, out: Path, *, executor_name: str = "process", workers: int | None = None, ray_address: str | None = None,
-    argv: list[str] | None = None, echo: Callable[[str], None] = lambda line: None,
+    argv: list[str] | None = None, echo: Callable[[str], None] = lambda line: None, prefetch_prompts: bool = False,
+    cache_shards: bool | None = None,
 ) -> SweepOutcome:
-    """Run every cell of the spec that `out` does not hold complete, then write the results."""
+    """Run every cell of the spec that `out` does not hold complete, then write the results.
+
+    `prefetch_prompts`: first gather every cell's prompts and score them once per model (`prefetch`).
+    `cache_shards` (default: with Ray): workers read a snapshot of this process's language-model
+    cache and write new answers to shards of their own, which the driver merges into its cache; a
+    request answered two ways is reported as nondeterminism."""
     sweep = load_sweep(Path(spec))
     out = Path(out)
-    check_sweep_dir(out, sweep)
+    before = check_sweep_dir(out, sweep)
     run = executor(executor_name)
     workers = workers or default_workers()
     if workers < 1:
@@ -125,16 +175,27 @@ def run_sweep(
     started = time.perf_counter()
     keys, datasets = load_datasets(pending) if pending else ({}, {})
     loaded = time.perf_counter()
-    tasks = [
-        CellTask(cell.id, cell.config, cell.config.strategy, keys[_data_key(cell.config)], datasets[keys[_data_key(cell.config)]], argv=tuple(argv or ()))
-        for cell in pending
-    ]
+    if before:
+        echo(f"{out} held the sweep of study {before}: the complete cells this spec shares with it are reused; the results are this spec's")
     echo(f"sweep {sweep.study}: {len(sweep.cells)} cells, {skipped} complete already, {len(pending)} to run on {executor_name}"
          + ("" if executor_name == "serial" else f" ({workers} workers)"))
+    prefetched = prefetch(pending, keys, datasets, echo) if prefetch_prompts and pending else None
+    shards = (executor_name == "ray") if cache_shards is None else cache_shards
+    snapshot, snapshot_id = _cache_snapshot(out, executor_name) if shards and pending else (None, None)
+    tasks = [
+        CellTask(cell.id, cell.config, cell.config.strategy, keys[_data_key(cell.config)], datasets[keys[_data_key(cell.config)]],
+                 argv=tuple(argv or ()), cache_snapshot=snapshot, cache_snapshot_id=snapshot_id)
+        for cell in pending
+    ]
     ran = []
+    merged, conflicts = 0, []
     for outcome in run(tasks, workers, snapshot_dir=out / SNAPSHOTS, datasets=datasets, ray_address=ray_address):
         ran.append(outcome)
         cell = sweep.cell(outcome.id)
+        if outcome.answers:
+            added, found = _merge_answers(outcome)
+            merged += added
+            conflicts += found
         if outcome.files is not None:
             write_cell(out, outcome)
             echo(f"[{len(ran)}/{len(tasks)}] {outcome.id} {cell.label}: done in {outcome.seconds:.1f} s")
@@ -144,7 +205,14 @@ def run_sweep(
     shutil.rmtree(out / SNAPSHOTS, ignore_errors=True)
     failures = {o.id: o.error for o in ran if o.files is None}
     results, summary = collect_results(sweep, out, failures)
+    if conflicts:
+        echo(
+            f"NONDETERMINISM: {len(conflicts)} language-model requests were answered differently by two workers "
+            f"(first: {conflicts[0]['model']} {conflicts[0]['kind']} {conflicts[0]['key'][:12]}); the first answer was kept (sweep.json 'llm_cache')"
+        )
     summary.update({
+        "prefetch": prefetched,
+        "llm_cache": {"shards": shards, "merged": merged, "conflicts": conflicts} if shards else {"shards": False},
         "executor": executor_name,
         "workers": 1 if executor_name == "serial" else workers,
         "ran": len(ran),
@@ -156,6 +224,16 @@ def run_sweep(
     _write_results(out, results, summary)
     _write_json(out / "sweep.json", summary)
     return SweepOutcome(sweep, results, summary, ran, skipped)
+
+
+def _merge_answers(outcome: CellOutcome) -> tuple[int, list[dict[str, Any]]]:
+    from tradesim.llm.cache import DecisionCache
+
+    cache = DecisionCache()
+    try:
+        return cache.merge(outcome.answers, origin=outcome.worker)
+    finally:
+        cache.close()
 
 
 def collect_results(sweep: Sweep, out: Path, failures: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -195,6 +273,9 @@ def collect_results(sweep: Sweep, out: Path, failures: dict[str, str] | None = N
         deflated = trials.deflation(per_period, skew, kurtosis, n, counted)
         row.update(deflated_sharpe=deflated["deflated_sharpe"], trials=deflated["trials"], trial_rank=deflated["rank"])
     frame = pd.DataFrame(rows)
+    for key in sweep.varied:  # one type per column: `expanding` and 504 are both shown as text
+        if len({type(value) for value in frame[key].dropna()}) > 1:
+            frame[key] = frame[key].map(lambda value: None if value is None else str(value))
     summary: dict[str, Any] = {"spec": str(sweep.path), "study": sweep.study, "cells": len(sweep.cells), "complete": len(runs), "varied": sweep.varied}
     summary["trials"] = len(known)
     try:
