@@ -12,6 +12,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+
+import tradesim
 from click.testing import CliRunner
 
 from fakes import FakeBackend
@@ -100,6 +102,8 @@ CASES = {
     "tradexpert-next-open": ("tradexpert", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "params": {"experts": "market,alpha", "general_expert": "random", "top_k": 1, "n_drop": 1, "rebalance_every": 1, "market_window": 5}}),
     "momentum-rebalance-every-3": ("momentum", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 5, "params": {"lookback": 10, "top_k": 1, "rebalance_every": 3}}),
     "signals-first-decision-after-inception": ("signals", ("AAA", "BBB", "CCC"), {"fill": "next-open", "cost_bps": 3, "max_gross": 2}),
+    # refit every 5 nights (4 folds over the 17) on every earlier session less an embargo of 1
+    "mlp-walk-forward": ("mlp", ("AAA",), {"fill": "next-open", "cost_bps": 5, "walk_forward": 5, "embargo": 1, "params": FAST}),
 }
 
 
@@ -133,6 +137,15 @@ def test_night_by_night_equals_the_backtest_across_a_split_and_a_dividend(tmp_pa
         written = pd.read_parquet(out / "rankings.parquet")
         assert len(kept) > 5 and set(kept["date"]) == set(written["date"])
         pd.testing.assert_frame_equal(kept.reset_index(drop=True), written[kept.columns].reset_index(drop=True), check_dtype=False)
+    if "walk_forward" in values:  # fitted on the nights that began folds 1-3, stored, and the backtest's folds are the same
+        ledger = paper_reading.open_account("acct")
+        refits = ledger.query("SELECT fold, session FROM refits ORDER BY fold")
+        ledger.close()
+        assert refits == [(k, str(NIGHTS[5 * k].date())) for k in (1, 2, 3)]
+        folds = json.loads((out / "metrics.json").read_text())["folds"]
+        assert [f["test_first"] for f in folds] == [str(NIGHTS[5 * k].date()) for k in range(4)]
+        replayed = tradesim.open_paper("acct").backtest  # replayed with the states the ledger stored, fitting nothing
+        np.testing.assert_allclose(replayed.loc[backtest.index[0]:], backtest["equity"], rtol=1e-9)
     verified = cli("paper", "verify", "acct")
     assert verified.exit_code == 0, verified.output
     if "AAA" in tickers:  # the split multiplied the benchmark's shares, at least

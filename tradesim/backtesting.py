@@ -160,25 +160,35 @@ def seeded_global_random(seed: int) -> Iterator[None]:
             torch.random.set_rng_state(torch_state)
 
 
-def _walk_forward_folds(data: MarketData, strategy: Strategy, config: RunConfig, test: pd.DatetimeIndex, state: bytes | None) -> list[Fold] | None:
+def _walk_forward_folds(
+    data: MarketData, strategy: Strategy, config: RunConfig, test: pd.DatetimeIndex, state: bytes | None, fold_states: dict[int, bytes] | None
+) -> list[Fold] | None:
     """The run's walk-forward folds (None: the strategy is fitted once, before --train-end)."""
     if not config.walk_forward:
         return None
     if not strategy.needs_training:
         raise TradesimError(f"--walk-forward: strategy {strategy.name} learns nothing, so there is nothing to refit (use it with a learned strategy)")
-    if state is not None:
-        raise TradesimError("--walk-forward: this run loads a stored fitted state, which a walk-forward schedule would replace")
+    if state is not None and fold_states is None:
+        raise TradesimError("--walk-forward: this run loads one stored fitted state, and a walk-forward schedule needs one per fold")
     return plan_folds(data.sessions, test, config.walk_forward, config.train_window, config.embargo)
 
 
-def _fit_fold(strategy: Strategy, data: MarketData, fold: Fold, dates: pd.DatetimeIndex) -> dict[str, Any]:
-    """Fit the strategy for one fold, on the view its schedule allows, and describe what it fitted."""
+def _fit_fold(strategy: Strategy, data: MarketData, fold: Fold, dates: pd.DatetimeIndex, stored: dict[int, bytes] | None = None) -> dict[str, Any]:
+    """Fit the strategy for one fold, on the view its schedule allows (or load the state stored for
+    it), and describe what it fitted."""
     fitted = getattr(strategy, "fitted", None)
     before = len(fitted) if isinstance(fitted, list) else 0
     started = time.perf_counter()
-    strategy.fit(data.sessions_from(fold.first_index).view(fold.train_last))
+    if stored is not None:
+        if fold.number not in stored:
+            raise TradesimError(f"fold {fold.number} (testing from {fold.test_first.date()}): no fitted state was stored for it")
+        strategy.load_state(stored[fold.number])
+    else:
+        strategy.fit(data.sessions_from(fold.first_index).view(fold.train_last))
     fitted = getattr(strategy, "fitted", None)
-    if isinstance(fitted, list):
+    if isinstance(fitted, list) and stored is not None:  # the stored state's own record of what it fitted last
+        models = [{"id": item.get("id"), "loaded": True} for item in fitted[-1:] if isinstance(item, dict)]
+    elif isinstance(fitted, list):
         models = [{"id": item.get("id"), "loaded": item.get("loaded")} for item in fitted[before:] if isinstance(item, dict)]
     else:
         models = [fitted] if isinstance(fitted, dict) else []
@@ -217,7 +227,8 @@ def walk_forward_note(config: RunConfig, fold_records: list[dict[str, Any]]) -> 
     )
 
 
-def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gross: float, folds: list[Fold] | None = None):
+def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gross: float, folds: list[Fold] | None = None,
+            stored: dict[int, bytes] | None = None):
     """The strategy's decisions over the test sessions: weights (decision dates x tickers), one log
     record per date and ticker, scores and predictions by date, the tickers a ranking left out, and
     with walk-forward folds, what each fold fitted (the strategy is refitted before each fold)."""
@@ -233,7 +244,7 @@ def _decide(strategy: Strategy, data: MarketData, test: pd.DatetimeIndex, max_gr
     decided = []
     for fold, chosen in batches:
         if fold is not None:
-            fold_records.append(_fit_fold(strategy, data, fold, chosen))
+            fold_records.append(_fit_fold(strategy, data, fold, chosen, stored))
         decided += [(fold, date, decision) for date, decision in zip(chosen, strategy.decide_batch([data.view(date) for date in chosen]))]
     rows, decisions, scores, predictions = [], [], {}, {}
     left_out: dict[str, list[pd.Timestamp]] = {}
@@ -279,6 +290,7 @@ def run_backtest(
     market: MarketData | None = None,
     sweep_cell: bool = False,
     llm_cache_path: Path | None = None,
+    fold_states: dict[int, bytes] | None = None,
 ) -> BacktestResult:
     """`state`: a fitted state (`Strategy.state()`, e.g. a paper account's) loaded instead of fitting;
     `on_stage`: told "load", "fit", "decide" and "simulate" as each begins (progress bars);
@@ -286,14 +298,16 @@ def run_backtest(
     trial ledger (a paper account replaying its own sessions does not); `market`: the data, loaded
     already (a sweep's workers get it from the driver); `sweep_cell`: a sweep's cell, neither
     recorded nor deflated alone (the sweep does both for all its cells); `llm_cache_path`: the
-    language-model cache to use instead of $TRADESIM_HOME's (a sweep worker's shard)."""
+    language-model cache to use instead of $TRADESIM_HOME's (a sweep worker's shard); `fold_states`:
+    with a walk-forward schedule and `state` (fold 0's), the states later folds were fitted to (a
+    walk-forward paper account's), loaded instead of fitting."""
     if (frame is None) != (config.data != IN_MEMORY) and market is None:
         raise TradesimError(f"data: {IN_MEMORY} means bars handed over as a DataFrame; give the frame, or a source name or path")
     results = []
     for seed in reversed(range(config.seed, config.seed + config.seeds)):  # the first seed last: its trial count sees them all
         seeded = dataclasses.replace(config, seed=seed)
         with seeded_global_random(seed):
-            results.insert(0, _run_backtest(seeded, strategy_class, progress, state, on_stage, frame, record_trial and not sweep_cell, market, sweep_cell, llm_cache_path))
+            results.insert(0, _run_backtest(seeded, strategy_class, progress, state, on_stage, frame, record_trial and not sweep_cell, market, sweep_cell, llm_cache_path, fold_states))
     return results[0] if len(results) == 1 else with_seeds(config, results)
 
 
@@ -337,6 +351,7 @@ def _run_backtest(
     market: MarketData | None = None,
     sweep_cell: bool = False,
     llm_cache_path: Path | None = None,
+    fold_states: dict[int, bytes] | None = None,
 ) -> BacktestResult:
     stage = on_stage or (lambda name: None)
     stage("load")
@@ -360,7 +375,8 @@ def _run_backtest(
     strategy.runtime = dataclasses.replace(strategy.runtime, fill=fill)
     stage("fit")
     train_end, test, training = _test_sessions(data, strategy, config, notes)
-    folds = _walk_forward_folds(data, strategy, config, test, state)
+    folds = _walk_forward_folds(data, strategy, config, test, state, fold_states)
+    stored = None if folds is None or state is None else {**(fold_states or {}), 0: state}
     key = parts = record = None
     if config.reuse_decisions and state is None and config.llm_cache != "off":
         parts = pass_parts(config, strategy, data, fill)
@@ -379,7 +395,7 @@ def _run_backtest(
 
     stage("decide")
     if record is None:
-        weights, decisions, scores, predictions, left_out, fold_records = _decide(strategy, data, test, config.max_gross, folds)
+        weights, decisions, scores, predictions, left_out, fold_records = _decide(strategy, data, test, config.max_gross, folds, stored)
         if key is not None:
             store_pass(key, parts, {
                 "weights": weights, "decisions": decisions, "scores": scores, "predictions": predictions, "left_out": left_out,

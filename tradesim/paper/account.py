@@ -43,6 +43,7 @@ from tradesim.paper.report import account_report
 from tradesim.plugins import get_strategy
 from tradesim.policies import benchmark_targets
 from tradesim.strategy import Runtime, Strategy
+from tradesim.sweep.folds import fold_of, plan_folds, training_range
 
 
 DIVIDEND_MODES = ("reinvest", "cash")
@@ -145,8 +146,6 @@ def _init_account(
     config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=session_day(first), out=None)
     strategy = _strategy(config, fill, progress)
     config = dataclasses.replace(config, params=strategy.settings.as_dict())
-    if config.walk_forward:
-        raise TradesimError("walk_forward: paper accounts fit once, at inception; a refit schedule is not supported for them yet")
     if strategy.looks_ahead:
         raise TradesimError(f"strategy {strategy.name}: {strategy.look_ahead_reason}; a paper account cannot look ahead")
     if fill == "same-close":
@@ -154,7 +153,15 @@ def _init_account(
     if strategy.needs_training:
         if not strategy.fitted_attributes:
             raise TradesimError(f"strategy {strategy.name}: it cannot store its fitted state yet, so it cannot run as a paper account")
-        strategy.fit(data.view(data.sessions[-1]))
+        if config.walk_forward:  # fold 0 of the schedule: its window and embargo before the inception session
+            window_first, window_last = training_range(len(data.sessions), config.train_window, config.embargo)
+            if window_last < 0:
+                raise TradesimError(f"--embargo {config.embargo}: leaves no session before the inception to train on")
+            strategy.fit(data.sessions_from(window_first).view(data.sessions[window_last]))
+        else:
+            strategy.fit(data.view(data.sessions[-1]))
+    elif config.walk_forward:
+        raise TradesimError(f"walk_forward: strategy {strategy.name} learns nothing, so there is nothing to refit")
     blob = strategy.state()
     fitted_sha = hashlib.sha256(blob).hexdigest()
     parts = fingerprint_parts(config, strategy, fitted_sha, dividends)
@@ -411,14 +418,25 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     decision_days = set(strategy.decision_dates(data.sessions[data.sessions >= inception]))
     first_decision = min(decision_days, default=None)
     deciding = [d for d in due if d in decision_days]
+    fold_of_day = _refit(ledger, config, data, inception, due, strategy)
+    states = {0: blob, **ledger.refits()} if fold_of_day else {}
+    loaded = None if fold_of_day else 0  # a walk-forward account loads each fold's state before its decisions
     decisions, carried = {}, {}
     if strategy.carried_attributes:  # what one decision leaves for the next: one night at a time
         for day in due:
             if day in decision_days:
+                if fold_of_day and fold_of_day[day] != loaded:
+                    loaded = fold_of_day[day]
+                    strategy.load_state(states[loaded])
                 decisions[day] = strategy.decide_batch([data.view(day)])[0]
             carried[day] = strategy.carried()
     else:
-        decisions = dict(zip(deciding, strategy.decide_batch([data.view(d) for d in deciding]))) if deciding else {}
+        for fold in sorted({fold_of_day.get(day, 0) for day in deciding}):
+            days = [day for day in deciding if fold_of_day.get(day, 0) == fold]
+            if fold != loaded:
+                loaded = fold
+                strategy.load_state(states[fold])
+            decisions.update(zip(days, strategy.decide_batch([data.view(d) for d in days])))
         carried = dict.fromkeys(due, strategy.carried())
     side_rows = _side_rows(strategy.side_tables())
     checkpoint("decided")
@@ -497,6 +515,27 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     if missing:
         raise PaperRetry(f"processed {', '.join(processed)}; then: {missing}")
     return summary
+
+
+def _refit(ledger: Ledger, config: RunConfig, data, inception: pd.Timestamp, due: pd.DatetimeIndex, strategy: Strategy) -> dict[pd.Timestamp, int]:
+    """A walk-forward account's schedule for the due sessions ({session: fold}; empty for others).
+    A fold that begins among them and has no stored state yet is fitted now, on the view its
+    schedule allows (what was known `embargo` sessions before the night before it), and its state
+    is committed to the ledger before any of its decisions: a rerun loads it."""
+    if not config.walk_forward:
+        return {}
+    test = data.sessions[data.sessions >= inception]
+    folds = plan_folds(data.sessions, test, config.walk_forward, config.train_window, config.embargo)
+    numbers = dict(zip(due, fold_of(folds, due)))
+    stored = set(ledger.refits())
+    for fold in folds:
+        if fold.number == 0 or fold.number in stored or fold.number not in numbers.values():
+            continue
+        strategy.fit(data.sessions_from(fold.first_index).view(fold.train_last))
+        with ledger.transaction():
+            ledger.add_refit(fold.number, session_day(fold.test_first), strategy.state())
+        checkpoint("refitted")
+    return numbers
 
 
 def _side_rows(tables: dict[str, pd.DataFrame]) -> dict[str, list[tuple]]:

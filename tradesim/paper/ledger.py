@@ -24,6 +24,10 @@ LEDGER = "ledger.sqlite"
 HEAD = "head.json"
 BOOKS = ("account", "benchmark")
 
+# Walk-forward accounts: the state each later fold was fitted to, on the night its first session was
+# processed (fold 0's is `fitted`). Made on opening where an older ledger lacks it.
+REFITS = "CREATE TABLE IF NOT EXISTS refits(fold INTEGER PRIMARY KEY, session TEXT NOT NULL, blob BLOB NOT NULL, sha256 TEXT NOT NULL);"
+
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE fitted(id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL, sha256 TEXT NOT NULL);
@@ -98,7 +102,7 @@ class Ledger:
         directory.mkdir(parents=True)
         connection = _connect(directory / LEDGER)
         ledger = cls(directory, connection)
-        connection.executescript(SCHEMA)
+        connection.executescript(SCHEMA + REFITS)
         with ledger.transaction():
             connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in {"format": FORMAT, **meta}.items()])
             connection.execute("INSERT INTO fitted VALUES (1, ?, ?)", (fitted, hashlib.sha256(fitted).hexdigest()))
@@ -128,6 +132,8 @@ class Ledger:
         if found != FORMAT:
             older = " (an older tradesim made it: make the account again)" if str(found).startswith("tradesim-paper-") else ""
             raise LedgerCorrupt(f"{path}: not a tradesim paper ledger of format {FORMAT} (found {found!r}){older}")
+        if not readonly:
+            connection.execute(REFITS)
         ledger = cls(directory, connection)
         ledger.check_head()
         return ledger
@@ -199,6 +205,20 @@ class Ledger:
             raise LedgerCorrupt(f"{self.directory / LEDGER}: the stored fitted state does not match its hash")
         return blob
 
+    def add_refit(self, fold: int, session: str, blob: bytes) -> None:
+        self.connection.execute("INSERT INTO refits VALUES (?, ?, ?, ?)", (fold, session, blob, hashlib.sha256(blob).hexdigest()))
+
+    def refits(self) -> dict[int, bytes]:
+        """Fold -> the fitted state stored for it (walk-forward accounts; none for others)."""
+        if not self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'refits'").fetchone():
+            return {}
+        states = {}
+        for fold, blob, sha in self.connection.execute("SELECT fold, blob, sha256 FROM refits ORDER BY fold"):
+            if hashlib.sha256(blob).hexdigest() != sha:
+                raise LedgerCorrupt(f"{self.directory / LEDGER}: the fitted state stored for fold {fold} does not match its hash")
+            states[fold] = blob
+        return states
+
     def epoch(self) -> tuple[int, str, dict[str, str]]:
         epoch, fingerprint, parts = self.connection.execute("SELECT epoch, fingerprint, parts FROM epochs ORDER BY epoch DESC LIMIT 1").fetchone()
         return epoch, fingerprint, json.loads(parts)
@@ -237,7 +257,7 @@ class Ledger:
         """Every row of every table, in key order: equal dumps, equal accounts."""
         lines = []
         for (table,) in self.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
-            for row in self.query(f"SELECT * FROM {table} ORDER BY 1, 2, 3" if table not in ("meta", "fitted") else f"SELECT * FROM {table} ORDER BY 1"):
+            for row in self.query(f"SELECT * FROM {table} ORDER BY 1, 2, 3" if table not in ("meta", "fitted", "refits") else f"SELECT * FROM {table} ORDER BY 1"):
                 lines.append(f"{table} {row!r}")
         return "\n".join(lines)
 

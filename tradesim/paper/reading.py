@@ -95,7 +95,9 @@ def backtest_equity(ledger: Ledger) -> pd.Series:
     """`tradesim backtest` of the account's sessions with its fitted state: its equity curve."""
     meta = ledger.meta()
     config = dataclasses.replace(config_of(meta), fill=meta["fill"], train_end=meta["inception"], end=ledger.last_session())
-    result = run_backtest(config, get_strategy(config.strategy), progress=False, state=ledger.fitted(), record_trial=False)
+    result = run_backtest(
+        config, get_strategy(config.strategy), progress=False, state=ledger.fitted(), record_trial=False, fold_states=ledger.refits()
+    )
     return result.simulation.equity
 
 

@@ -36,18 +36,24 @@ class Fold:
         }
 
 
+def training_range(position: int, train_window: int | str, embargo: int) -> tuple[int, int]:
+    """(first, last) positions of the sessions a fold whose first test session is at `position`
+    is fitted on; last < 0 when the embargo leaves nothing."""
+    last = position - 1 - embargo
+    first = 0 if train_window == "expanding" else max(0, last + 1 - int(train_window))
+    return first, last
+
+
 def plan_folds(sessions: pd.DatetimeIndex, test: pd.DatetimeIndex, every: int, train_window: int | str, embargo: int) -> list[Fold]:
     """The folds of a walk-forward run over `test` (the sessions from --train-end on)."""
     folds = []
     for number, start in enumerate(range(0, len(test), every)):
         first_test = test[start]
-        position = int(sessions.get_loc(first_test))
-        last = position - 1 - embargo
+        first, last = training_range(int(sessions.get_loc(first_test)), train_window, embargo)
         if last < 0:
             raise TradesimError(
                 f"--embargo {embargo}: fold {number} (testing from {first_test.date()}) leaves no session to train on"
             )
-        first = 0 if train_window == "expanding" else max(0, last + 1 - int(train_window))
         folds.append(Fold(number, sessions[first], sessions[last], first_test, test[min(start + every, len(test)) - 1], first, last))
     return folds
 
