@@ -1,9 +1,13 @@
 """Collection order: the notebooks (the longest file) first, so that under `-n 2 --dist loadfile`
-one worker runs them while the other works through the rest."""
+one worker runs them while the other works through the rest, then the other long files."""
+
+
+# The longest files first: a long file that starts last leaves the other worker idle at the end.
+LONGEST = ("test_notebooks.py", "test_sweep.py", "test_shared_data.py", "test_paper.py")
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: 0 if item.path.name == "test_notebooks.py" else 1)
+    items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
 
 
 def pytest_configure(config):

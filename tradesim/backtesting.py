@@ -217,13 +217,14 @@ def fold_metrics(fold_records: list[dict[str, Any]], returns: pd.Series, risk_fr
     return rows
 
 
-def walk_forward_note(config: RunConfig, fold_records: list[dict[str, Any]]) -> str:
+def walk_forward_note(config: RunConfig, fold_records: list[dict[str, Any]], reused: bool = False) -> str:
     window = "all earlier sessions" if config.train_window == "expanding" else f"the last {config.train_window} sessions"
     loaded = sum(1 for record in fold_records if record["fitted_models"] and all(m.get("loaded") for m in record["fitted_models"]))
+    fitting = "nothing was fitted (the decisions were reused)" if reused else f"{len(fold_records) - loaded} folds were fitted now, {loaded} loaded the models stored for them"
     return (
         f"walk-forward: {len(fold_records)} folds, refit every {config.walk_forward} test sessions on {window} before each fold"
         f"{f' less an embargo of {config.embargo} sessions' if config.embargo else ''}; one stitched out-of-sample curve "
-        f"(metrics.json 'folds'); {len(fold_records) - loaded} folds were fitted now, {loaded} loaded the models stored for them"
+        f"(metrics.json 'folds'); {fitting}"
     )
 
 
@@ -492,7 +493,7 @@ def _run_backtest(
     if fold_records is not None:
         metrics["walk_forward"] = {"every": config.walk_forward, "train_window": config.train_window, "embargo": config.embargo}
         metrics["folds"] = fold_metrics(fold_records, simulation.returns, config.risk_free)
-        notes.append(walk_forward_note(config, fold_records))
+        notes.append(walk_forward_note(config, fold_records, reused=record is not None))
     return BacktestResult(
         config=config,
         strategy=strategy,
