@@ -223,6 +223,13 @@ def test_resume_after_sigkill_at_random_moments(tmp_path):
     assert len(pd.read_parquet(out / "results.parquet")) == CELLS
 
 
+def test_data_that_cannot_be_read_is_refused_before_anything_is_written(tmp_path):
+    spec = _spec(tmp_path, SPEC.replace('start = "2015-01-01"', 'start = "2015-01-01"\ndata = "no/such/prices.csv"'))
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--executor", "serial"])
+    assert result.exit_code == 1 and "no/such/prices.csv" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_occupied_directory_that_is_not_this_sweep_is_refused(tmp_path):
     spec = _spec(tmp_path)
     (tmp_path / "out").mkdir()

@@ -170,11 +170,11 @@ def run_sweep(
         raise TradesimError(f"--workers: expected at least 1, got {workers}")
     pending = [cell for cell in sweep.cells if not is_complete(out, cell.id)]
     skipped = len(sweep.cells) - len(pending)
+    started = time.perf_counter()
+    keys, datasets = load_datasets(pending) if pending else ({}, {})  # bad data is refused before anything is written
+    loaded = time.perf_counter()
     (out / "cells").mkdir(parents=True, exist_ok=True)
     _write_json(out / "sweep.json", {**_read_json(out / "sweep.json"), "spec": str(spec), "study": sweep.study, "cells": len(sweep.cells)})
-    started = time.perf_counter()
-    keys, datasets = load_datasets(pending) if pending else ({}, {})
-    loaded = time.perf_counter()
     if before:
         echo(f"{out} held the sweep of study {before}: the complete cells this spec shares with it are reused; the results are this spec's")
     echo(f"sweep {sweep.study}: {len(sweep.cells)} cells, {skipped} complete already, {len(pending)} to run on {executor_name}"
@@ -207,7 +207,7 @@ def run_sweep(
     results, summary = collect_results(sweep, out, failures)
     if conflicts:
         echo(
-            f"NONDETERMINISM: {len(conflicts)} language-model requests were answered differently by two workers "
+            f"NONDETERMINISM: {len(conflicts)} language-model requests were answered two different ways (by two workers, or a worker and this cache) "
             f"(first: {conflicts[0]['model']} {conflicts[0]['kind']} {conflicts[0]['key'][:12]}); the first answer was kept (sweep.json 'llm_cache')"
         )
     summary.update({
