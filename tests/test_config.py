@@ -80,3 +80,15 @@ def test_a_backtest_leaves_the_callers_random_generators_as_they_were(tmp_path):
     torch.manual_seed(123)
     run_backtest(config, MLPStrategy, progress=False)
     assert np.array_equal(np.random.random(3), expected[0]) and torch.equal(torch.rand(3), expected[1])
+
+
+def test_the_default_number_of_resamples_can_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRADESIM_SIG_REPS", "300")
+    assert resolve({}, {"strategy": "momentum", "tickers": "MSFT"}).sig_reps == 300
+    assert resolve({"sig_reps": 500}, {"strategy": "momentum", "tickers": "MSFT"}).sig_reps == 500  # the file's value wins
+    assert resolve({}, {"strategy": "momentum", "tickers": "MSFT", "sig_reps": 400}).sig_reps == 400
+    monkeypatch.setenv("TRADESIM_SIG_REPS", "many")
+    with pytest.raises(TradesimError, match="TRADESIM_SIG_REPS: expected an integer"):
+        resolve({}, {"strategy": "momentum", "tickers": "MSFT"})
+    monkeypatch.delenv("TRADESIM_SIG_REPS")
+    assert resolve({}, {"strategy": "momentum", "tickers": "MSFT"}).sig_reps == 2000

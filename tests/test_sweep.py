@@ -206,7 +206,7 @@ def test_resume_after_sigkill_at_random_moments(tmp_path):
     command = [sys.executable, "-m", "tradesim.cli", "sweep", str(spec), "--out", str(out), "--executor", "serial"]
     rng = np.random.default_rng(7)
     before: dict[str, int] = {}
-    for delay in rng.uniform(3.5, 6.0, 1):
+    for delay in rng.uniform(2.5, 5.5, 2):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)

@@ -39,6 +39,7 @@ SAME_CLOSE_FLAG = (
     "treats that close as known (the papers' convention); results are optimistic and not tradable as such"
 )
 CACHE_MODES = ("readwrite", "readonly", "off")
+SIG_REPS_ENV = "TRADESIM_SIG_REPS"  # the default of sig_reps when neither a flag nor the config file gives it
 ALL_TICKERS = "all"  # --tickers all: every ticker of the source (RunConfig.tickers is then empty)
 
 
@@ -190,6 +191,8 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], origin: str 
     for key in ("cost_bps", "slippage_bps", "capital", "risk_free", "max_gross"):
         if key in values:
             values[key] = _number(values[key], key, float)
+    if "sig_reps" not in values and os.environ.get(SIG_REPS_ENV):  # a default of one's own (quick iterations, the test suite)
+        values["sig_reps"] = _number(os.environ[SIG_REPS_ENV], SIG_REPS_ENV, int)
     for key in ("seed", "seeds", "sig_reps", "cutoff_embargo_days", "walk_forward", "embargo"):
         if key in values:
             values[key] = _number(values[key], key, int)
