@@ -178,13 +178,12 @@ def _fit_fold(strategy: Strategy, data: MarketData, fold: Fold, dates: pd.Dateti
     it), and describe what it fitted."""
     fitted = getattr(strategy, "fitted", None)
     before = len(fitted) if isinstance(fitted, list) else 0
-    started = time.perf_counter()
     if stored is not None:
         if fold.number not in stored:
             raise TradesimError(f"fold {fold.number} (testing from {fold.test_first.date()}): no fitted state was stored for it")
         strategy.load_state(stored[fold.number])
     else:
-        strategy.fit(data.sessions_from(fold.first_index).view(fold.train_last))
+        strategy.fit(fold.training_view(data))
     fitted = getattr(strategy, "fitted", None)
     if isinstance(fitted, list) and stored is not None:  # the stored state's own record of what it fitted last
         models = [{"id": item.get("id"), "loaded": True} for item in fitted[-1:] if isinstance(item, dict)]
@@ -199,7 +198,6 @@ def _fit_fold(strategy: Strategy, data: MarketData, fold: Fold, dates: pd.Dateti
         "decisions": int(len(dates)),
         "first_decision": str(dates[0].date()) if len(dates) else None,
         "fitted_models": models,
-        "fit_s": round(time.perf_counter() - started, 3),
     }
 
 
@@ -213,7 +211,7 @@ def fold_metrics(fold_records: list[dict[str, Any]], returns: pd.Series, risk_fr
         if number + 1 < len(starts):
             earned = earned[earned.index <= starts[number + 1]]
         measured = performance(earned, annualization=ANNUALIZATION, risk_free=risk_free) if len(earned) > 1 else {}
-        rows.append({**{k: v for k, v in record.items() if k != "fit_s"}, "sessions": int(len(earned)), **measured})
+        rows.append({**record, "sessions": int(len(earned)), **measured})
     return rows
 
 

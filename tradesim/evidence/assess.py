@@ -86,11 +86,7 @@ def _trial(block: dict[str, Any], config: RunConfig, returns: pd.Series, identit
         study, description, trial, identity.label, config.to_dict(), returns, sharpe.get("value"), sharpe.get("interval")
     ):
         notes.append(f"this run was not recorded as a trial: {trials.ledger_path()} cannot be written (the deflated Sharpe counts the trials recorded before it and this one)")
-    known = trials.trials(study)
-    if trial not in {t.trial for t in known}:  # not recorded (a read-only home, a replay): it counts all the same
-        known.append(trials.Trial(trial, "", identity.label, {}, sharpe.get("value"), None, None, returns))
-    per_period, skew, kurtosis, n = significance.moments(returns.to_numpy() - config.risk_free / annualization)
-    deflated = trials.deflation(per_period, skew, kurtosis, n, known)
+    deflated = trials.deflation_of(trial, identity.label, returns, config.risk_free / annualization, trials.trials(study))
     block.update({
         "study": config.study or study,
         "trial": trial,

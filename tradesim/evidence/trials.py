@@ -206,6 +206,15 @@ def deflation(sharpe_per_period: float, skew: float, kurtosis: float, observatio
     return {"trials": count, "sharpe_variance": variance, "rank": rank, "deflated_sharpe": value}
 
 
+def deflation_of(trial: str, label: str, returns: pd.Series, risk_free_per_period: float, study_trials: list[Trial]) -> dict[str, Any]:
+    """`deflation` of a trial's returns among the study's trials, counted among them even when it
+    is not recorded (a read-only home, a replay)."""
+    if trial not in {t.trial for t in study_trials}:
+        study_trials = [*study_trials, Trial(trial, "", label, {}, None, None, None, returns)]
+    per_period, skew, kurtosis, n = moments(returns.to_numpy() - risk_free_per_period)
+    return deflation(per_period, skew, kurtosis, n, study_trials)
+
+
 def trials_in_words(count: int, rank: int, study: str) -> str:
     """"best of 5 trials", "3rd best of 5 trials" or "the only trial", naming the study."""
     if count <= 1:

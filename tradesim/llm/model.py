@@ -7,6 +7,7 @@ misses reach the model, in chunks that are committed to the cache as they finish
 from __future__ import annotations
 
 import base64
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -189,8 +190,6 @@ class Collector:
         self.requests: dict[tuple[str, str], tuple[LanguageModel, dict[str, Any], Callable, dict[str, Prompt]]] = {}
 
     def add(self, model: LanguageModel, request: dict[str, Any], compute: Callable, missing: dict[str, Prompt]) -> None:
-        import json
-
         entry = self.requests.setdefault((model.fingerprint, json.dumps(request, sort_keys=True)), (model, request, compute, {}))
         entry[3].update(missing)
 

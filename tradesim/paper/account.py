@@ -531,7 +531,7 @@ def _refit(ledger: Ledger, config: RunConfig, data, inception: pd.Timestamp, due
     for fold in folds:
         if fold.number == 0 or fold.number in stored or fold.number not in numbers.values():
             continue
-        strategy.fit(data.sessions_from(fold.first_index).view(fold.train_last))
+        strategy.fit(fold.training_view(data))
         with ledger.transaction():
             ledger.add_refit(fold.number, session_day(fold.test_first), strategy.state())
         checkpoint("refitted")

@@ -26,6 +26,10 @@ class Fold:
     first_index: int  # positions in the data's sessions of train_first and train_last
     last_index: int
 
+    def training_view(self, data):
+        """The view the fold is fitted on: its window of `data`, as of `train_last`."""
+        return data.sessions_from(self.first_index).view(self.train_last)
+
     def describe(self) -> dict[str, str | int]:
         return {
             "fold": self.number,

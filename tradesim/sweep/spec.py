@@ -54,7 +54,7 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{key}={_shown(value)}" for key, value in self.varied.items()) or "(the base)"
+        return label_of(self.varied)
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,13 @@ class Sweep:
         return next(cell for cell in self.cells if cell.id == cell_id)
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value)
+def joined(value: Any) -> Any:
+    """A varied value as shown and stored: a list (tickers) as comma-separated text."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
+def label_of(varied: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={joined(value)}" for key, value in varied.items()) or "the base"
 
 
 def cell_id(config: RunConfig) -> str:
@@ -172,7 +175,7 @@ def load_sweep(path: Path) -> Sweep:
         for key, value in chosen:
             _assign(values, params, key, value)
         varied = {key: value for key, value in chosen}
-        label = ", ".join(f"{k}={_shown(v)}" for k, v in varied.items()) or "the base"
+        label = label_of(varied)
         if "tickers" in values and isinstance(values["tickers"], list):
             values["tickers"] = ",".join(map(str, values["tickers"]))
         try:

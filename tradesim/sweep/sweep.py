@@ -23,7 +23,7 @@ import pandas as pd
 from tradesim.config import ALL_TICKERS
 from tradesim.errors import TradesimError
 from tradesim.sweep.executors import CellOutcome, CellTask, default_workers, executor
-from tradesim.sweep.spec import Cell, Sweep, load_sweep
+from tradesim.sweep.spec import Cell, Sweep, joined, load_sweep
 
 RESULT_METRICS = (
     "total_return", "annual_return", "sharpe", "sharpe_low", "sharpe_high", "sortino", "max_drawdown", "n_trades", "exposure",
@@ -239,13 +239,13 @@ def _merge_answers(outcome: CellOutcome) -> tuple[int, list[dict[str, Any]]]:
 def collect_results(sweep: Sweep, out: Path, failures: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One row per cell (complete, failed or missing), the complete ones recorded as the study's
     trials and their Sharpes deflated by all of them; the study's PBO."""
-    from tradesim.evidence import significance, trials
+    from tradesim.evidence import trials
     from tradesim.runs import Run
 
     failures = failures or {}
     rows, runs = [], {}
     for cell in sweep.cells:
-        row: dict[str, Any] = {"cell": cell.id, **{key: _cell_value(cell.varied.get(key)) for key in sweep.varied}}
+        row: dict[str, Any] = {"cell": cell.id, **{key: joined(cell.varied.get(key)) for key in sweep.varied}}
         if is_complete(out, cell.id):
             run = Run(cell_dir(out, cell.id))
             runs[cell.id] = run
@@ -255,22 +255,17 @@ def collect_results(sweep: Sweep, out: Path, failures: dict[str, str] | None = N
         rows.append(row)
     study, description = trials.study_of(sweep.study, "", (), "", "")
     description = {**description, "sweep": str(sweep.path), "cells": len(sweep.cells)}
+    identities = {cell_id: trials.trial_of(run.info["config"], run.info["data"]["fingerprint"], {"cell": cell_id}) for cell_id, run in runs.items()}
     for cell_id, run in runs.items():
-        config = run.info["config"]
         sharpe = (run.results.get("significance") or {}).get("sharpe") or {}
-        identity = trials.trial_of(config, run.info["data"]["fingerprint"], {"cell": cell_id})
-        trials.record(study, description, identity, run.label, config, run.daily_returns, sharpe.get("value"), sharpe.get("interval"))
+        trials.record(study, description, identities[cell_id], run.label, run.info["config"], run.daily_returns, sharpe.get("value"), sharpe.get("interval"))
     known = trials.trials(study)
-    recorded = {t.trial for t in known}
     for row in rows:
         run = runs.get(row["cell"])
         if run is None:
             continue
-        config = run.info["config"]
-        identity = trials.trial_of(config, run.info["data"]["fingerprint"], {"cell": row["cell"]})
-        counted = known if identity in recorded else [*known, trials.Trial(identity, "", run.label, {}, None, None, None, run.daily_returns)]
-        per_period, skew, kurtosis, n = significance.moments(run.daily_returns.to_numpy() - config["risk_free"] / run.results["annualization"])
-        deflated = trials.deflation(per_period, skew, kurtosis, n, counted)
+        risk_free = run.info["config"]["risk_free"] / run.results["annualization"]
+        deflated = trials.deflation_of(identities[row["cell"]], run.label, run.daily_returns, risk_free, known)
         row.update(deflated_sharpe=deflated["deflated_sharpe"], trials=deflated["trials"], trial_rank=deflated["rank"])
     frame = pd.DataFrame(rows)
     for key in sweep.varied:  # one type per column: `expanding` and 504 are both shown as text
@@ -286,10 +281,6 @@ def collect_results(sweep: Sweep, out: Path, failures: dict[str, str] | None = N
         summary["pbo"] = None
         summary["pbo_note"] = str(error).removeprefix("--pbo: ")
     return frame, summary
-
-
-def _cell_value(value: Any) -> Any:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _metrics_row(results: dict[str, Any]) -> dict[str, Any]:
@@ -340,9 +331,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(values, indent=2, default=str) + "\n")
-    os.replace(partial, path)
+    from tradesim.paper.ledger import write_atomically
+
+    write_atomically(path, json.dumps(values, indent=2, default=str) + "\n")
 
 
 def results_table(results: pd.DataFrame, summary: dict[str, Any], sort: str = "sharpe", limit: int | None = None) -> str:
