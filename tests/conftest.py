@@ -3,7 +3,7 @@ one worker runs them while the other works through the rest, then the other long
 
 
 # The longest files first: a long file that starts last leaves the other worker idle at the end.
-LONGEST = ("test_notebooks.py", "test_sweep.py", "test_shared_data.py", "test_paper.py")
+LONGEST = ("test_notebooks.py", "test_sweep.py", "test_shared_data.py", "test_paper.py", "test_broker.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -447,9 +447,11 @@ NOW_HELP = "The current time (ISO; New York time unless a zone is given). Defaul
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="TOML run configuration (as for `tradesim backtest --config`).")
 @click.option("--inception", help="First session the account trades from (YYYY-MM-DD; default: the next session to close).")
 @click.option("--capital", type=float, help="Starting capital (default: the config's, else 100000).")
-@click.option("--dividends", type=click.Choice(["reinvest", "cash"]), default="reinvest", show_default=True, help="Reinvest dividends (as adjusted prices assume) or credit them as cash.")
+@click.option("--dividends", type=click.Choice(["reinvest", "cash"]), help="Reinvest dividends (as adjusted prices assume; the sim default) or credit them as cash (a broker's only way).")
+@click.option("--broker", type=click.Choice(["sim", "alpaca"]), default="sim", show_default=True, help="Where orders fill: the simulator (next bar, as the backtest) or Alpaca's paper endpoint (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY).")
+@click.option("--order-timing", type=click.Choice(["auction", "day"]), help="Broker accounts: market-on-open orders in whole shares (auction, the default; sent 19:00-09:28 New York time) or fractional day orders.")
 @click.option("--now", help=NOW_HELP)
-def paper_init(name: str, config_path: Path, inception: str | None, capital: float | None, dividends: str, now: str | None) -> None:
+def paper_init(name: str, config_path: Path, inception: str | None, capital: float | None, dividends: str | None, broker: str, order_timing: str | None, now: str | None) -> None:
     """Create an account: fit the strategy once on the data before the inception and store it."""
     from tradesim.plugins import get_strategy
     from tradesim.config import read_toml, resolve
@@ -459,12 +461,14 @@ def paper_init(name: str, config_path: Path, inception: str | None, capital: flo
     file_values = read_toml(config_path)
     config = resolve(file_values, {}, origin=str(config_path))
     config = dataclasses.replace(config, params=get_strategy(config.strategy).resolve_params(config.params))
-    made = init_account(name, config, inception=inception, capital=capital, dividends=dividends, now=parse_now(now), progress=True)
+    made = init_account(name, config, inception=inception, capital=capital, dividends=dividends, now=parse_now(now), broker=broker, order_timing=order_timing, progress=True)
     click.echo(
         f"paper account {name}: {config.strategy} on {', '.join(made['config']['tickers'])}, capital {made['capital']:,.2f}, "
         f"fills {made['fill']}, dividends {made['dividends']}; fitted on data through {made['fitted_through']}; "
         f"first session {made['inception']}; fingerprint {made['fingerprint']}"
     )
+    if made.get("broker"):
+        click.echo(f"broker {made['broker']}: paper account {made['broker_account']}, orders {made['order_timing']} ({'market-on-open, whole shares' if made['order_timing'] == 'auction' else 'day, fractional'})")
     for note in made["notes"]:
         click.echo(f"note: {note}")
     click.echo(f"account directory: {made['directory']}")
@@ -533,6 +537,18 @@ def paper_status(name: str, now: str | None, as_json: bool) -> None:
         click.echo(f"order {order['id']}: {order['ticker']} at {order['fill_session']}: {order['reason']}")
     for event in status["data_events"]:
         click.echo(f"data event {event['id']} ({event['status']}): {event['detail']}")
+    broker = status["broker"]
+    if broker and "problem" in broker:
+        click.echo(f"broker {broker['broker']}: not reached: {broker['problem']}")
+    elif broker:
+        click.echo(f"broker {broker['broker']} account {broker['broker_account']} (orders {broker['order_timing']}): cash {broker['cash']:,.2f}, equity {broker['equity']:,.2f}")
+        for ticker, shares in sorted(broker["positions"].items()):
+            click.echo(f"broker position {ticker}: {shares:,.6f} shares")
+        for ticker, shares in sorted(broker["outside_positions"].items()):
+            click.echo(f"held at the broker, not the account's: {ticker} {shares:+,.6f}")
+        click.echo("drift: " + (", ".join(f"{t} {d:+g}" for t, d in broker["drift"].items()) + " (broker minus account; orders filled since the last night show here too)" if broker["drift"] else "none"))
+        for order in broker["orders_since_last_session"]:
+            click.echo(f"broker order {order['client_id']}: {order['side']} {order['qty']:g} {order['ticker']} ({order['time_in_force']}) {order['state']}" + (f": {order['reason']}" if order["reason"] else ""))
     if status["crashed_run"]:
         click.echo(f"a previous run stopped without finishing (started {status['crashed_run']['started']}); the next run redoes its unfinished session")
 
@@ -580,17 +596,43 @@ def paper_report(name: str, backtest: bool, out: Path | None) -> None:
 def paper_verify(name: str) -> None:
     """Recompute positions, cash and equity from capital, fills and corporate actions; check the hash chain."""
     from tradesim.paper.account import PaperRefusal
-    from tradesim.paper.reading import open_account, verify_account
+    from tradesim.paper.reading import is_broker_account, open_account, verify_account
 
     ledger = open_account(name)
     try:
         problems = verify_account(ledger)
         sessions = len(ledger.query("SELECT session FROM sessions"))
+        if is_broker_account(ledger) and not problems:
+            _echo_broker_comparison(ledger)
     finally:
         ledger.close()
     if problems:
         raise PaperRefusal(f"paper account {name}: {len(problems)} problems, first: {problems[0]}")
     click.echo(f"paper account {name}: {sessions} sessions verified (positions, cash, equity, hash chain)")
+
+
+def _echo_broker_comparison(ledger) -> None:
+    """A broker account's fills against the simulator's, per trade and in total, and its tracking
+    difference to the backtest of the same sessions."""
+    from tradesim.paper.reading import backtest_equity, fill_comparison, fill_totals, tracking_frame, tracking_totals
+
+    comparison = fill_comparison(ledger)
+    if comparison.empty:
+        click.echo("broker fills: none yet")
+        return
+    shown = comparison.drop(columns="client_id").assign(date=comparison["date"].dt.date)
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
+    totals = fill_totals(comparison)
+    click.echo(
+        f"broker fills: {totals['fills']}, {totals['traded_at_open']:,.2f} traded at the open; slippage against the open {totals['slippage_bps']:+.2f} bps "
+        f"({totals['cost_vs_open']:+,.2f}); against the simulator's fills (its slippage and costs) {totals['cost_vs_simulated']:+,.2f}"
+    )
+    tracked = tracking_totals(tracking_frame(ledger, backtest_equity(ledger)))
+    if tracked["sessions"]:
+        click.echo(
+            f"tracking: the account ends {tracked['difference']:+,.2f} ({tracked['difference_pct']:+.3f}%) from the backtest of the same {tracked['sessions']} sessions "
+            f"(whole shares, the broker's prices, rejections, cash); tracking error {tracked['tracking_error_annualized_pct']:.2f}% a year"
+        )
 
 
 @paper_group.command("list")
@@ -613,13 +655,15 @@ def paper_list() -> None:
 @click.argument("event_id")
 @click.option("--accept", "decision", flag_value="accepted", help="The source is right (a real restatement or move): go on.")
 @click.option("--ignore", "decision", flag_value="ignored", help="Go on regardless (a known bad print that the account did not use).")
+@click.option("--broker", "decision", flag_value="broker", help="Drift: the broker's positions are right; the account takes them.")
+@click.option("--account", "decision", flag_value="account", help="Drift: the account's positions are right; the difference is held at the broker but is not the account's.")
 @click.option("--reason", required=True, help="Why: recorded with the event.")
 def paper_resolve(name: str, event_id: str, decision: str | None, reason: str) -> None:
-    """Accept or ignore a recorded data event so that runs go on."""
+    """Accept or ignore a recorded data event, or resolve a broker account's drift, so that runs go on."""
     from tradesim.paper.account import resolve_event
 
     if decision is None:
-        raise TradesimError("--accept or --ignore: say which")
+        raise TradesimError("--accept or --ignore (a data event), --broker or --account (a drift): say which")
     resolve_event(name, event_id, decision, reason)
     click.echo(f"data event {event_id}: {decision} ({reason})")
 

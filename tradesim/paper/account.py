@@ -19,9 +19,8 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-from collections import Counter
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,10 @@ from tradesim.config import RunConfig
 from tradesim.engine import fill_prices_of, rebalance
 from tradesim.errors import TradesimError
 from tradesim.market.data import load_market_data
+from tradesim.paper.brokers import BROKERS, ORDER_TIMINGS, connect
+from tradesim.paper import orders as broker_night
 from tradesim.paper.calendar import CALENDAR, calendar, close_time, due_sessions, last_closed, next_session, session_day
+from tradesim.paper.hooks import KILL_ENV, KILL_POINTS, PaperRefusal, PaperRetry, _reached, checkpoint  # noqa: F401 - the night's names
 from tradesim.paper.identity import changed_parts, fingerprint_parts
 from tradesim.paper.ledger import BOOKS, LEDGER, SESSION_TABLES, Ledger, LedgerCorrupt, fingerprint_of, write_atomically
 from tradesim.paper.reading import LOCK, OUTPUTS, RUNNING, account_dir, config_of, outputs_current, pending_orders
@@ -50,42 +52,12 @@ DIVIDEND_MODES = ("reinvest", "cash")
 DEFAULT_MAX_CATCH_UP = 5
 JUMP_LIMIT = 1.5  # a session's adjusted close above 1.5x or below 1/1.5 of the last one is a data event
 RESTATE_TOLERANCE = 1e-6  # relative, as the Yahoo cache's: float noise is not a restatement
-KILL_ENV = "TRADESIM_PAPER_KILL_AT"  # test-only: "point" or "point:n", the process kills itself there
-KILL_POINTS = ("fetched", "decided", "before-commit", "after-commit", "report")
 REASON_KEYS = ("predicted", "router_label", "expert_probability", "probability", "rank", "score", "signal")
 PRINTED = ("raw_open", "raw_high", "raw_low", "raw_close", "volume", "adjustment_step")
 
 
 # A bar still missing after this many closed sessions is a dead feed (exit 2), not a late one (75).
 STALE_FEED_SESSIONS = 3
-
-
-class PaperRetry(TradesimError):
-    """Not now: the session has not closed, a bar is not there yet, another run holds the account."""
-
-    exit_code = 75
-
-
-class PaperRefusal(TradesimError):
-    """Refused until a person looks: restated bars, unmatched jumps, a changed fingerprint."""
-
-    exit_code = 2
-
-
-_reached: Counter = Counter()
-
-
-def checkpoint(point: str) -> None:
-    """Test-only crash hook: with TRADESIM_PAPER_KILL_AT=point[:n] the process dies here (SIGKILL,
-    no cleanup) the n-th time it passes."""
-    wanted = os.environ.get(KILL_ENV)
-    if not wanted:
-        return
-    name, _, count = wanted.partition(":")
-    if name == point:
-        _reached[point] += 1
-        if _reached[point] >= int(count or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _strategy(config: RunConfig, fill: str, progress: bool) -> Strategy:
@@ -104,27 +76,56 @@ def init_account(
     *,
     inception: str | None = None,
     capital: float | None = None,
-    dividends: str = "reinvest",
+    dividends: str | None = None,
     now: pd.Timestamp,
+    broker: str = "sim",
+    order_timing: str | None = None,
     progress: bool = False,
     home: Path | None = None,
 ) -> dict[str, Any]:
     """Create the account: fit the strategy on everything before the inception session and store
-    its fitted state; the first night processes the inception session."""
+    its fitted state; the first night processes the inception session. With a broker, the
+    account's capital is the broker account's cash, and its orders go there."""
     with seeded_global_random(config.seed):
-        return _init_account(name, config, inception, capital, dividends, now, progress, home)
+        return _init_account(name, config, inception, capital, dividends, now, broker, order_timing, progress, home)
+
+
+def _broker_terms(config: RunConfig, capital: float | None, dividends: str | None, broker: str, order_timing: str | None) -> tuple[dict[str, Any], float | None, str]:
+    """The meta entries of a broker account (none for `sim`), its capital and dividend mode."""
+    if broker not in BROKERS:
+        raise TradesimError(f"--broker: expected one of {', '.join(BROKERS)}, got {broker!r}")
+    if order_timing is not None and order_timing not in ORDER_TIMINGS:
+        raise TradesimError(f"--order-timing: expected one of {', '.join(ORDER_TIMINGS)}, got {order_timing!r}")
+    if broker == "sim":
+        if order_timing is not None:
+            raise TradesimError("--order-timing: only for a broker account (--broker alpaca); the sim broker fills at the config's fill")
+        return {}, capital, dividends or "reinvest"
+    if capital is not None:
+        raise TradesimError(f"--capital: a {broker} account's capital is the cash the broker account holds; leave --capital out")
+    if dividends == "reinvest":
+        raise TradesimError(f"--dividends reinvest: a {broker} account is paid dividends in cash, as the broker books them; use --dividends cash")
+    if config.fill != "next-open":
+        raise TradesimError(f"fill {config.fill}: a {broker} account's orders fill at the next session's open (market-on-open or day orders); use fill next-open")
+    connected = connect(broker)
+    account = connected.account()
+    if not account.number.startswith("PA"):
+        raise TradesimError(f"broker {broker}: account {account.number} is not a paper account (paper accounts' numbers start with PA); tradesim trades only paper accounts")
+    terms = {"broker": broker, "order_timing": order_timing or "auction", "broker_account": account.number, "account_id": uuid.uuid4().hex}
+    return terms, account.cash, "cash"
 
 
 def _init_account(
-    name: str, config: RunConfig, inception: str | None, capital: float | None, dividends: str, now: pd.Timestamp, progress: bool, home: Path | None
+    name: str, config: RunConfig, inception: str | None, capital: float | None, dividends: str | None, now: pd.Timestamp,
+    broker: str, order_timing: str | None, progress: bool, home: Path | None,
 ) -> dict[str, Any]:
     directory = account_dir(name, home)
     if directory.exists():
         raise TradesimError(f"paper account {name!r} already exists ({directory}); choose another name")
     if config.llm_cache == "off":
         raise TradesimError("llm_cache off: paper accounts need the language-model cache (a re-run after a crash must reach the same decision)")
-    if dividends not in DIVIDEND_MODES:
+    if dividends is not None and dividends not in DIVIDEND_MODES:
         raise TradesimError(f"--dividends: expected one of {', '.join(DIVIDEND_MODES)}, got {dividends!r}")
+    terms, capital, dividends = _broker_terms(config, capital, dividends, broker, order_timing)
     closed = last_closed(now)
     if inception is None:
         first = next_session(closed)
@@ -174,6 +175,7 @@ def _init_account(
         "dividends": dividends,
         "fitted_through": session_day(data.sessions[-1]),
         "notes": list(data.notes) + strategy.notes,
+        **terms,
     }
     staging = directory.with_name(f".{name}.init")
     if staging.exists():
@@ -254,6 +256,25 @@ def _fill(night: Night, book: Book, orders: list[tuple], prices: np.ndarray, mar
         book.tickers, book.shares, book.cash, targets, prices, marks, cost_bps=config.cost_bps, slippage_bps=config.slippage_bps
     )
     night.rows["fills"] += [(ids[f.ticker], night.session, book.name, f.ticker, f.side, f.shares, f.price, f.fees) for f in fills]
+
+
+def _book_fills(night: Night, book: Book, rows: list[tuple]) -> None:
+    """Book a broker's fills (fills rows) into the book."""
+    index = {t: i for i, t in enumerate(book.tickers)}
+    for row in rows:
+        _, _, _, ticker, side, shares, price, fees = row
+        sign = 1.0 if side == "buy" else -1.0
+        book.shares[index[ticker]] += sign * shares
+        book.cash -= sign * shares * price + fees
+    night.rows["fills"] += rows
+
+
+def _apply_adjustments(book: Book, rows: list[tuple]) -> None:
+    index = {t: i for i, t in enumerate(book.tickers)}
+    for _, _, ticker, _, shares, cash, _ in rows:
+        if shares:
+            book.shares[index[ticker]] += shares
+        book.cash += cash
 
 
 def _apply_actions(night: Night, book: Book, steps: np.ndarray, previous_close: np.ndarray, splits: set[str], dividends: str) -> None:
@@ -378,13 +399,20 @@ def _open_events(ledger: Ledger, events: list[tuple]) -> list[tuple]:
 def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept_change: str | None, progress: bool) -> RunSummary:
     meta = ledger.meta()
     config = config_of(meta)
+    broker, messages = None, []
+    if broker_night.is_broker(meta):  # what the broker did since the last run, before anything else
+        broker_night.check_order_timing(name, meta, now)
+        broker = broker_night.open_broker(name, meta)
+        messages += broker_night.reconcile(ledger, broker, now)
     due, first = due_sessions(ledger, meta, now)
     if due.empty:
+        if broker is not None:  # a run that died after committing its intents: send what is unsent
+            messages += broker_night.submit_outstanding(ledger, broker, ledger.last_session())
         if not outputs_current(ledger):  # a run that died after its last commit: finish its outputs
             write_outputs(ledger)
         if first.date() == now.tz_convert("America/New_York").date():  # today's session: asked too early
             raise PaperRetry(f"paper account {name}: today's session {first.date()} has not closed yet (it closes at {close_time(first)}); try later")
-        return _summary(ledger, name, [], [], 0, first, [f"nothing to do (next: {first.date()}, after its close at {close_time(first)})"], "nothing to do")
+        return _summary(ledger, name, [], [], 0, first, [*messages, f"nothing to do (next: {first.date()}, after its close at {close_time(first)})"], "nothing to do")
     if max_catch_up < 1:
         raise TradesimError(f"--max-catch-up: expected at least 1, got {max_catch_up}")
     remaining = max(0, len(due) - max_catch_up)
@@ -444,7 +472,6 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     epoch, _, stored_parts = ledger.epoch()
     parts = fingerprint_parts(config, strategy, hashlib.sha256(blob).hexdigest(), meta["dividends"])
     changed = changed_parts(stored_parts, parts)
-    messages = []
     if changed and not accept_change:
         raise PaperRefusal(
             f"paper account {name}: what decides changed since epoch {epoch} ({', '.join(changed)}); "
@@ -460,6 +487,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
     splits = {t: set(map(pd.Timestamp, item.adjustment_dates)) for t, item in data.details.items()}
     previous_weights = {t: w for t, w in ledger.query("SELECT ticker, weight FROM decisions WHERE session = (SELECT MAX(session) FROM decisions)")}
     processed, late = [], []
+    newest_closed = last_closed(now)
     for session in due:
         row = data.sessions.get_loc(session)
         following = next_session(session)
@@ -470,10 +498,19 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
         day_splits = {t for t in data.tickers if session in splits.get(t, ())}
         for book in books.values():
             _apply_actions(night, book, printed["adjustment_step"], data.arrays["raw_close"][row - 1], day_splits, meta["dividends"])
+            if broker is not None and book.name == "account":  # the broker's fills, as reconciled
+                _book_fills(night, book, broker_night.filled_orders(ledger, night.session))
+                continue
             pending = ledger.query("SELECT id, ticker, target FROM orders WHERE fill_session = ? AND book = ?", (night.session, book.name))
             if pending:
                 prices, _ = fill_prices_of(fill, printed["raw_open"], closes)
                 _fill(night, book, pending, prices, closes, config)
+        intents = []
+        newest = broker is not None and session == newest_closed  # only tonight's orders can still reach their session
+        if newest:
+            account_book = books["account"]
+            night.rows["adjustments"] = broker_night.square_with_broker(ledger, broker, name, night.session, data.tickers, account_book.shares, account_book.cash)
+            _apply_adjustments(account_book, night.rows["adjustments"])
         if session in decisions:
             decision = decisions[session]
             check_weights(decision.weights, data.tickers, strategy.name, session, config.max_gross)
@@ -486,6 +523,11 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
                 reasons.append(_reason(log, before, weight))
             previous_weights = dict(zip(data.tickers, targets))
             night.rows["orders"] += _order_rows("account", night.session, night.next_session, data.tickers, targets, reasons)
+            if newest:
+                book = books["account"]
+                intents = broker_night.intents(meta, night.session, night.next_session, data.tickers, targets, book.shares, book.cash, closes)
+            elif broker is not None:
+                messages.append(f"orders decided on {night.session} are not sent: a later session has closed (catch-up)")
         priced = np.isfinite(closes)
         if session == first_decision or (first_decision is not None and session > first_decision and (priced != np.isfinite(data.arrays["raw_close"][row - 1])).any()):
             equal = benchmark_targets(priced)  # the backtest's rule: bought with the first decision, re-weighted when the priced tickers change
@@ -499,6 +541,7 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
         with ledger.transaction():
             for table, rows in night.rows.items():
                 ledger.insert(table, rows)
+            ledger.insert("broker_orders", intents)  # written before anything is sent
             ledger.add_session(
                 (night.session, epoch, int(night.late), night.next_session, night.cash["account"], night.equity["account"],
                  night.cash["benchmark"], night.equity["benchmark"], night.carried)
@@ -510,6 +553,8 @@ def _run(ledger: Ledger, name: str, now: pd.Timestamp, max_catch_up: int, accept
             late.append(night.session)
     if missing:
         messages.append(missing)
+    if broker is not None:
+        messages += broker_night.submit_outstanding(ledger, broker, ledger.last_session())
     summary = _summary(ledger, name, processed, late, remaining, next_session(due[-1]), messages)
     write_outputs(ledger)
     if missing:
@@ -575,14 +620,27 @@ def write_outputs(ledger: Ledger) -> None:
     write_atomically(ledger.directory / OUTPUTS, json.dumps({"session": ledger.last_session()}) + "\n")
 
 
+DRIFT_DECISIONS = {"broker": "--broker", "account": "--account"}
+EVENT_DECISIONS = {"accepted": "--accept", "ignored": "--ignore"}
+
+
 def resolve_event(name: str, event_id: str, decision: str, reason: str, home: Path | None = None) -> None:
-    """Mark a recorded data event accepted (the source is right) or ignored (go on regardless)."""
+    """Mark a recorded data event accepted (the source is right) or ignored (go on regardless); a
+    broker account's drift takes the broker's positions (`broker`) or keeps the account's
+    (`account`: the difference is held at the broker but is not the account's)."""
     ledger = Ledger.open(account_dir(name, home))
     try:
-        row = ledger.query("SELECT status FROM events WHERE id = ?", (event_id,))
+        row = ledger.query("SELECT kind, status FROM events WHERE id = ?", (event_id,))
         if not row:
             ids = [i for (i,) in ledger.query("SELECT id FROM events WHERE status = 'open'")]
             raise TradesimError(f"paper account {name}: no data event {event_id!r} (open events: {', '.join(ids) or 'none'})")
+        wanted = DRIFT_DECISIONS if row[0][0] == "drift" else EVENT_DECISIONS
+        if decision not in wanted:
+            raise TradesimError(f"{event_id}: a {'drift' if wanted is DRIFT_DECISIONS else 'data event'} is resolved with {' or '.join(wanted.values())}")
+        if decision == "broker":
+            outside = set(json.loads(ledger.query("SELECT differences FROM drifts WHERE id = ?", (event_id,))[0][0])) - set(ledger.meta()["config"]["tickers"])
+            if outside:
+                raise TradesimError(f"{event_id}: the broker's {', '.join(sorted(outside))} is outside the account's tickers, so it cannot become the account's; use --account")
         with ledger.transaction():
             ledger.connection.execute("UPDATE events SET status = ?, reason = ? WHERE id = ?", (decision, reason, event_id))
     finally:

@@ -28,6 +28,21 @@ BOOKS = ("account", "benchmark")
 # processed (fold 0's is `fitted`). Made on opening where an older ledger lacks it.
 REFITS = "CREATE TABLE IF NOT EXISTS refits(fold INTEGER PRIMARY KEY, session TEXT NOT NULL, blob BLOB NOT NULL, sha256 TEXT NOT NULL);"
 
+# Broker accounts: every order intent with its deterministic client id, written before it is sent
+# and updated from the broker's record (state: pending, unknown, the broker's status, not_sent);
+# the drifts a person resolved (the differences, broker minus ledger, per ticker); and per-session
+# adjustments that make the ledger the broker's (cash as the broker booked it, accepted drift).
+# Made on opening where an older ledger lacks them; `adjustments` enters a session's hash chain
+# only when it has rows, so older chains still verify.
+BROKER_TABLES = """
+CREATE TABLE IF NOT EXISTS broker_orders(client_id TEXT PRIMARY KEY, decided TEXT NOT NULL, fill_session TEXT NOT NULL, ticker TEXT NOT NULL,
+    side TEXT NOT NULL, qty REAL NOT NULL, time_in_force TEXT NOT NULL, state TEXT NOT NULL, broker_id TEXT, filled_qty REAL NOT NULL,
+    filled_avg_price REAL, reason TEXT, updated TEXT);
+CREATE TABLE IF NOT EXISTS drifts(id TEXT PRIMARY KEY, differences TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS adjustments(session TEXT, book TEXT, ticker TEXT, kind TEXT, shares REAL NOT NULL, cash REAL NOT NULL,
+    detail TEXT NOT NULL, PRIMARY KEY (session, book, ticker, kind));
+"""
+
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE fitted(id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL, sha256 TEXT NOT NULL);
@@ -52,7 +67,8 @@ CREATE TABLE events(id TEXT PRIMARY KEY, session TEXT NOT NULL, ticker TEXT NOT 
 # Per-session tables and the column that dates their rows (orders: the session that decided them;
 # side_rows: a strategy's side tables, such as TradExpert's reports and comparisons, one JSON row each).
 SESSION_TABLES = {"bars": "session", "actions": "session", "decisions": "session", "orders": "decided", "fills": "session", "positions": "session",
-                  "side_rows": "session"}
+                  "side_rows": "session", "adjustments": "session"}
+OPTIONAL_IN_CHAIN = ("adjustments",)  # hashed only when a session has such rows (older ledgers have none)
 
 
 class LedgerCorrupt(TradesimError):
@@ -69,7 +85,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _rows(connection: sqlite3.Connection, table: str, column: str, session: str) -> list[tuple]:
+    if table in OPTIONAL_IN_CHAIN and not has_table(connection, table):  # an older ledger, opened read-only
+        return []
     return connection.execute(f"SELECT * FROM {table} WHERE {column} = ? ORDER BY 1, 2, 3", (session,)).fetchall()
+
+
+def has_table(connection: sqlite3.Connection, table: str) -> bool:
+    return connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
 
 
 def chain_of(previous: str, session_row: tuple, tables: dict[str, list[tuple]]) -> str:
@@ -77,6 +99,8 @@ def chain_of(previous: str, session_row: tuple, tables: dict[str, list[tuple]]) 
     digest = hashlib.sha256(previous.encode())
     digest.update(repr(session_row).encode())
     for table in SESSION_TABLES:
+        if table in OPTIONAL_IN_CHAIN and not tables.get(table):
+            continue
         digest.update(table.encode())
         digest.update(repr(tables.get(table, [])).encode())
     return digest.hexdigest()
@@ -102,7 +126,7 @@ class Ledger:
         directory.mkdir(parents=True)
         connection = _connect(directory / LEDGER)
         ledger = cls(directory, connection)
-        connection.executescript(SCHEMA + REFITS)
+        connection.executescript(SCHEMA + REFITS + BROKER_TABLES)
         with ledger.transaction():
             connection.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in {"format": FORMAT, **meta}.items()])
             connection.execute("INSERT INTO fitted VALUES (1, ?, ?)", (fitted, hashlib.sha256(fitted).hexdigest()))
@@ -133,7 +157,7 @@ class Ledger:
             older = " (an older tradesim made it: make the account again)" if str(found).startswith("tradesim-paper-") else ""
             raise LedgerCorrupt(f"{path}: not a tradesim paper ledger of format {FORMAT} (found {found!r}){older}")
         if not readonly:
-            connection.execute(REFITS)
+            connection.executescript(REFITS + BROKER_TABLES)
         ledger = cls(directory, connection)
         ledger.check_head()
         return ledger
@@ -210,7 +234,7 @@ class Ledger:
 
     def refits(self) -> dict[int, bytes]:
         """Fold -> the fitted state stored for it (walk-forward accounts; none for others)."""
-        if not self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'refits'").fetchone():
+        if not has_table(self.connection, "refits"):
             return {}
         states = {}
         for fold, blob, sha in self.connection.execute("SELECT fold, blob, sha256 FROM refits ORDER BY fold"):
@@ -257,7 +281,7 @@ class Ledger:
         """Every row of every table, in key order: equal dumps, equal accounts."""
         lines = []
         for (table,) in self.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
-            for row in self.query(f"SELECT * FROM {table} ORDER BY 1, 2, 3" if table not in ("meta", "fitted", "refits") else f"SELECT * FROM {table} ORDER BY 1"):
+            for row in self.query(f"SELECT * FROM {table} ORDER BY 1, 2, 3" if table not in ("meta", "fitted", "refits", "drifts") else f"SELECT * FROM {table} ORDER BY 1"):
                 lines.append(f"{table} {row!r}")
         return "\n".join(lines)
 

@@ -18,7 +18,7 @@ from tradesim.backtesting import run_backtest
 from tradesim.config import RunConfig, tradesim_home
 from tradesim.errors import TradesimError
 from tradesim.paper.calendar import close_time, due_sessions, parse_now
-from tradesim.paper.ledger import BOOKS, LEDGER, Ledger
+from tradesim.paper.ledger import BOOKS, LEDGER, Ledger, has_table
 from tradesim.plugins import get_strategy
 from tradesim.runs import decision_frame
 
@@ -101,6 +101,96 @@ def backtest_equity(ledger: Ledger) -> pd.Series:
     return result.simulation.equity
 
 
+def is_broker_account(ledger: Ledger) -> bool:
+    return ledger.meta().get("broker", "sim") != "sim"
+
+
+def fill_comparison(ledger: Ledger) -> pd.DataFrame:
+    """Every broker fill beside what the simulator would have filled: the session's open as
+    printed, and that open moved by the account's slippage setting (the simulator's price).
+    `slippage_bps` is the broker's price against the open, positive when it cost the account;
+    `cost_vs_open` and `cost_vs_simulated` are that difference in money (fees included)."""
+    config = ledger.meta()["config"]
+    rows = ledger.query(
+        "SELECT f.session, f.ticker, f.side, f.shares, f.price, f.fees, b.raw_open, f.order_id FROM fills f "
+        "JOIN broker_orders o ON o.client_id = f.order_id LEFT JOIN bars b ON b.session = f.session AND b.ticker = f.ticker "
+        "WHERE f.book = 'account' ORDER BY f.session, f.rowid"
+    ) if has_table(ledger.connection, "broker_orders") else []
+    frame = pd.DataFrame(rows, columns=["date", "ticker", "side", "shares", "price", "fees", "open", "client_id"])
+    sign = np.where(frame["side"] == "buy", 1.0, -1.0)
+    frame["simulated"] = frame["open"] * (1 + sign * config["slippage_bps"] / 1e4)
+    frame["slippage_bps"] = sign * (frame["price"] / frame["open"] - 1) * 1e4
+    frame["cost_vs_open"] = sign * (frame["price"] - frame["open"]) * frame["shares"] + frame["fees"]
+    frame["cost_vs_simulated"] = sign * (frame["price"] - frame["simulated"]) * frame["shares"] + frame["fees"] - frame["simulated"] * frame["shares"] * config["cost_bps"] / 1e4
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame[["date", "ticker", "side", "shares", "price", "open", "simulated", "slippage_bps", "cost_vs_open", "cost_vs_simulated", "fees", "client_id"]]
+
+
+def fill_totals(comparison: pd.DataFrame) -> dict[str, float]:
+    traded = float((comparison["shares"] * comparison["open"]).sum())
+    return {
+        "fills": len(comparison),
+        "traded_at_open": traded,
+        "slippage_bps": float(comparison["cost_vs_open"].sum() / traded * 1e4) if traded else float("nan"),
+        "cost_vs_open": float(comparison["cost_vs_open"].sum()),
+        "cost_vs_simulated": float(comparison["cost_vs_simulated"].sum()),
+    }
+
+
+def tracking_frame(ledger: Ledger, backtest: pd.Series) -> pd.DataFrame:
+    """The account's equity against the backtest of the same sessions (the simulator's account),
+    from the backtest's first day: the difference in money and in daily returns."""
+    account = equity_frame(ledger)["equity"]
+    frame = pd.DataFrame({"account": account, "backtest": backtest}).dropna()
+    frame["difference"] = frame["account"] - frame["backtest"]
+    frame["return_difference"] = frame["account"].pct_change().fillna(0.0) - frame["backtest"].pct_change().fillna(0.0)
+    return frame
+
+
+def tracking_totals(frame: pd.DataFrame) -> dict[str, float]:
+    if frame.empty:
+        return {"sessions": 0}
+    return {
+        "sessions": len(frame),
+        "difference": float(frame["difference"].iloc[-1]),
+        "difference_pct": float(frame["account"].iloc[-1] / frame["backtest"].iloc[-1] - 1) * 100,
+        "tracking_error_annualized_pct": float(frame["return_difference"].iloc[1:].std(ddof=1) * np.sqrt(252) * 100) if len(frame) > 2 else float("nan"),
+    }
+
+
+def broker_view(ledger: Ledger) -> dict[str, Any]:
+    """The broker's account beside the ledger's: its cash, equity and positions now, and the drift
+    (broker minus account, less what a person said is not the account's). Asks the broker."""
+    from tradesim.paper.orders import differences, open_broker, outside_positions
+
+    meta = ledger.meta()
+    last = ledger.last_session()
+    held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account'", (last,))) if last else {}
+    try:
+        broker = open_broker(meta["name"], meta)
+        account, positions = broker.account(), broker.positions()
+    except TradesimError as error:
+        return {"broker": meta["broker"], "problem": str(error)}
+    return {
+        "broker": meta["broker"],
+        "broker_account": meta["broker_account"],
+        "order_timing": meta["order_timing"],
+        "cash": account.cash,
+        "equity": account.equity,
+        "positions": positions,
+        "drift": differences(positions, outside_positions(ledger), held),
+        "outside_positions": outside_positions(ledger),
+        "orders_since_last_session": broker_orders_of(ledger, last),
+    }
+
+
+def broker_orders_of(ledger: Ledger, decided: str | None) -> list[dict[str, Any]]:
+    from tradesim.paper.orders import broker_orders_frame
+
+    frame = broker_orders_frame(ledger)
+    return frame[frame["decided"] == decided].to_dict("records") if decided else []
+
+
 def open_account(name: str, home: Path | None = None) -> Ledger:
     """The ledger of an account, for reading (nothing is written: works on a read-only disk)."""
     return Ledger.open(account_dir(name, home), readonly=True)
@@ -133,6 +223,11 @@ def verify_account(ledger: Ledger) -> list[str]:
             sign = 1.0 if side == "buy" else -1.0
             shares[book][index[ticker]] += sign * amount
             cash[book] -= sign * amount * price + fees
+        adjusted = ledger.query("SELECT book, ticker, shares, cash FROM adjustments WHERE session = ?", (session,)) if has_table(ledger.connection, "adjustments") else []
+        for book, ticker, amount, credited in adjusted:  # a broker account made the broker's (cash, accepted drift)
+            if amount:
+                shares[book][index[ticker]] += amount
+            cash[book] += credited
         closes = dict(ledger.query("SELECT ticker, raw_close FROM bars WHERE session = ?", (session,)))
         marks = np.array([closes.get(t, np.nan) for t in tickers])
         recorded = {"account": (account_cash, account_equity), "benchmark": (benchmark_cash, benchmark_equity)}
@@ -182,6 +277,7 @@ def status_of(name: str, now: pd.Timestamp, home: Path | None = None) -> dict[st
             "epoch": epoch,
             "fingerprint": fingerprint,
             "data_events": [dict(zip(("id", "session", "ticker", "kind", "detail", "status", "reason"), e)) for e in ledger.query("SELECT * FROM events ORDER BY session, id")],
+            "broker": broker_view(ledger) if is_broker_account(ledger) else None,
             "crashed_run": json.loads((directory / RUNNING).read_text()) if (directory / RUNNING).exists() and not is_locked(directory) else None,
         }
     finally:
@@ -280,6 +376,24 @@ class PaperAccount:
     def status(self, now: str | None = None) -> dict[str, Any]:
         """What `tradesim paper status` shows, as a dictionary."""
         return status_of(self.name, parse_now(now), self.directory.parent.parent)
+
+    @property
+    def broker_orders(self) -> pd.DataFrame:
+        """A broker account's orders: what was decided and sent (client id, shares, time in force),
+        what the broker did (state, filled shares, average price) and why (rejections, cancels)."""
+        from tradesim.paper.orders import broker_orders_frame
+
+        return self._read(broker_orders_frame)
+
+    @property
+    def fill_comparison(self) -> pd.DataFrame:
+        """Every broker fill beside what the simulator would have filled (`fill_comparison`)."""
+        return self._read(fill_comparison)
+
+    @property
+    def tracking(self) -> pd.DataFrame:
+        """The account's equity against the backtest of the same sessions, per session."""
+        return self._read(lambda ledger: tracking_frame(ledger, self.backtest))
 
     @cached_property
     def backtest(self) -> pd.Series:

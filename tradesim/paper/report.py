@@ -12,7 +12,7 @@ import pandas as pd
 
 from tradesim import plots
 from tradesim.paper.ledger import Ledger
-from tradesim.paper.reading import equity_frame, pending_orders
+from tradesim.paper.reading import equity_frame, fill_comparison, fill_totals, is_broker_account, pending_orders, tracking_frame, tracking_totals
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -65,6 +65,8 @@ def account_report(ledger: Ledger, backtest: pd.Series | None = None) -> str:
         "equity": f"{frame['equity'].iloc[-1]:,.2f} (benchmark {frame['benchmark'].iloc[-1]:,.2f})" if len(frame) else f"{meta['capital']:,.2f}",
         "late decisions": ", ".join(str(d.date()) for d in late) or "none",
     }
+    if meta.get("broker", "sim") != "sim":
+        summary["broker"] = f"{meta['broker']} paper account {meta['broker_account']}, orders {meta['order_timing']}"
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items())
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>tradesim paper: {html.escape(meta['name'])}</title>
@@ -78,5 +80,27 @@ img {{ max-width: 100%; }}</style></head><body>
 <h2>Corporate actions on {html.escape(last or '-')}</h2>{_table(actions)}
 <h2>Positions after the close</h2>{_table(positions)}
 <h2>Orders for the next session</h2>{_table(pending_orders(ledger))}
+{broker_section(ledger, backtest) if is_broker_account(ledger) else ""}
 </body></html>
 """
+
+
+def broker_section(ledger: Ledger, backtest: pd.Series | None) -> str:
+    """What the broker did against what the simulator would have done: the fills' slippage and
+    cost per trade and in total, and the account against the backtest of the same sessions."""
+    comparison = fill_comparison(ledger)
+    totals = fill_totals(comparison)
+    lines = [f"<h2>Broker fills against the simulator</h2><p>{totals['fills']} fills, {totals['traded_at_open']:,.2f} traded at the open; "
+             f"slippage against the open {totals['slippage_bps']:+.2f} bps ({totals['cost_vs_open']:+,.2f}); "
+             f"against the simulator's fills {totals['cost_vs_simulated']:+,.2f}. Alpaca's paper fills are simulated from quotes, not exchange executions.</p>"]
+    if backtest is not None:
+        tracked = tracking_totals(tracking_frame(ledger, backtest))
+        if tracked["sessions"]:
+            lines.append(f"<p>Tracking: the account ends {tracked['difference']:+,.2f} ({tracked['difference_pct']:+.3f}%) from the backtest of the same "
+                         f"{tracked['sessions']} sessions; tracking error {tracked['tracking_error_annualized_pct']:.2f}% a year.</p>")
+    lines.append(_table(comparison.tail(50).assign(date=comparison["date"].dt.date.astype(str)).drop(columns="client_id")))
+    from tradesim.paper.orders import broker_orders_frame
+
+    unfilled = broker_orders_frame(ledger).query("state != 'filled'")
+    lines.append(f"<h3>Orders not filled in full</h3>{_table(unfilled.tail(50))}")
+    return "\n".join(lines)
