@@ -42,6 +42,8 @@ class FakeAlpaca:
         self.reject: dict[str, str] = {}  # symbol -> refused at submission with HTTP 403 and this message
         self.faults: list[str] = []
         self.hidden: dict[str, int] = {}
+        self.unknown_assets: set[str] = set()
+        self.number = ACCOUNT_NUMBER
         self.answer_delay = 0.0
         self.requests: list[tuple[str, str]] = []
         self.posts: list[str] = []  # the client order id of every order POST, accepted or not
@@ -111,7 +113,7 @@ class FakeAlpaca:
     def route(self, method: str, path: str, query: dict, body: dict):
         if path == "/v2/account":
             equity = self.cash + sum(q * self.marks.get(s, 0.0) for s, q in self.positions.items())
-            return 200, {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, ACCOUNT_NUMBER)), "account_number": ACCOUNT_NUMBER, "status": "ACTIVE",
+            return 200, {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, self.number)), "account_number": self.number, "status": "ACTIVE",
                          "currency": "USD", "cash": f"{self.cash:.10f}", "equity": f"{equity:.10f}", "buying_power": f"{2 * equity:.10f}"}
         if path == "/v2/clock":
             calendar = xnys()
@@ -127,6 +129,8 @@ class FakeAlpaca:
             return 200, [self.position_json(s, q) for s, q in sorted(self.positions.items()) if q != 0]
         if path.startswith("/v2/assets/"):
             symbol = path.rsplit("/", 1)[1]
+            if symbol in self.unknown_assets:
+                return 404, {"code": 40410000, "message": "asset not found"}
             return 200, {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)), "class": "us_equity", "exchange": "NASDAQ", "symbol": symbol,
                          "status": "active", "tradable": True, "marginable": True, "shortable": True, "easy_to_borrow": True, "fractionable": True}
         if path == "/v2/orders:by_client_order_id":

@@ -322,6 +322,9 @@ def test_a_catch_up_sends_only_the_newest_nights_orders(tmp_path, alpaca):
         assert f"orders decided on {skipped.date()} are not sent" in caught_up.output
     assert alpaca.posts[posted:] and all(str(DATES[93].date()) in c for c in alpaca.posts[posted:])
     assert_ledger_is_the_brokers(alpaca)  # night 90's orders filled on 91 and were booked there
+    alpaca.number = "PA3SOMEONEELSE"  # keys for another paper account
+    other = night(alpaca, DATES[94])
+    assert other.exit_code != 0 and "the keys in the environment are for broker account PA3SOMEONEELSE" in other.output
 
 
 def test_broker_accounts_refuse_what_they_cannot_be(tmp_path, alpaca, monkeypatch, home):
@@ -336,6 +339,10 @@ def test_broker_accounts_refuse_what_they_cannot_be(tmp_path, alpaca, monkeypatc
     for args, said in cases:
         result = cli(*args)
         assert result.exit_code != 0 and said in result.output, result.output
+    alpaca.unknown_assets = {"CCC"}
+    unknown = cli(*init, "--broker", "alpaca")
+    assert unknown.exit_code != 0 and "broker alpaca: CCC is not known there" in unknown.output, unknown.output
+    alpaca.unknown_assets = set()
     monkeypatch.setenv("APCA_API_BASE_URL", "https://api.alpaca.markets")
     live = cli(*init, "--broker", "alpaca")
     assert live.exit_code != 0 and "live endpoint" in live.output

@@ -541,14 +541,19 @@ def paper_status(name: str, now: str | None, as_json: bool) -> None:
     if broker and "problem" in broker:
         click.echo(f"broker {broker['broker']}: not reached: {broker['problem']}")
     elif broker:
-        click.echo(f"broker {broker['broker']} account {broker['broker_account']} (orders {broker['order_timing']}): cash {broker['cash']:,.2f}, equity {broker['equity']:,.2f}")
+        click.echo(f"broker {broker['broker']} account {broker['broker_account']} (orders {broker['order_timing']}; its clock {broker['clock']}): cash {broker['cash']:,.2f}, equity {broker['equity']:,.2f}")
         for ticker, shares in sorted(broker["positions"].items()):
             click.echo(f"broker position {ticker}: {shares:,.6f} shares")
         for ticker, shares in sorted(broker["outside_positions"].items()):
             click.echo(f"held at the broker, not the account's: {ticker} {shares:+,.6f}")
         click.echo("drift: " + (", ".join(f"{t} {d:+g}" for t, d in broker["drift"].items()) + " (broker minus account; orders filled since the last night show here too)" if broker["drift"] else "none"))
         for order in broker["orders_since_last_session"]:
-            click.echo(f"broker order {order['client_id']}: {order['side']} {order['qty']:g} {order['ticker']} ({order['time_in_force']}) {order['state']}" + (f": {order['reason']}" if order["reason"] else ""))
+            filled = f", {order['filled_qty']:g} filled at {order['filled_avg_price']:.4f}" if order["filled_qty"] else ""
+            whose = "" if order["this_account"] else " (not this account's)"
+            click.echo(f"broker order {order['client_id']}{whose}: {order['side']} {order['qty']:g} {order['ticker']} ({order['time_in_force']}) {order['status']}{filled}")
+        for order in status["broker_orders"]:
+            if order["state"] in ("unknown", "pending", "rejected", "not_sent"):
+                click.echo(f"ledger order {order['client_id']}: {order['side']} {order['qty']:g} {order['ticker']} {order['state']}" + (f": {order['reason']}" if order["reason"] else ""))
     if status["crashed_run"]:
         click.echo(f"a previous run stopped without finishing (started {status['crashed_run']['started']}); the next run redoes its unfinished session")
 

@@ -114,6 +114,24 @@ def _broker_terms(config: RunConfig, capital: float | None, dividends: str | Non
     return terms, account.cash, "cash"
 
 
+def _check_broker(terms: dict[str, Any], first: pd.Timestamp, tickers: tuple[str, ...]) -> None:
+    """The broker trades every ticker (in fractions, for day orders), and its sessions for the
+    month from the inception are the XNYS calendar's (the account's nights follow XNYS)."""
+    broker = connect(terms["broker"])
+    for ticker in tickers:
+        asset = broker.asset(ticker)
+        if not asset.get("tradable"):
+            raise TradesimError(f"broker {terms['broker']}: {ticker} is {'not known' if not asset else 'not tradable'} there")
+        if terms["order_timing"] == "day" and not asset["fractionable"]:
+            raise TradesimError(f"--order-timing day: {ticker} cannot be traded in fractions at {terms['broker']}; use --order-timing auction")
+    end = first + pd.Timedelta(days=31)
+    theirs = {day for day, _, _ in broker.calendar(session_day(first), session_day(end))}
+    ours = {session_day(day) for day in calendar().sessions_in_range(first, end)}
+    if theirs != ours:
+        differ = sorted(theirs ^ ours)
+        raise TradesimError(f"broker {terms['broker']}: its calendar and {CALENDAR}'s differ on {', '.join(differ[:5])}; the account's nights follow {CALENDAR}")
+
+
 def _init_account(
     name: str, config: RunConfig, inception: str | None, capital: float | None, dividends: str | None, now: pd.Timestamp,
     broker: str, order_timing: str | None, progress: bool, home: Path | None,
@@ -144,6 +162,8 @@ def _init_account(
     fill = config.fill
     if fill == "next-open" and not data.has_ohlc:
         fill = "next-close"
+    if terms:
+        _check_broker(terms, first, data.tickers)
     config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=session_day(first), out=None)
     strategy = _strategy(config, fill, progress)
     config = dataclasses.replace(config, params=strategy.settings.as_dict())

@@ -95,6 +95,8 @@ class Broker(Protocol):
 
     def account(self) -> BrokerAccount: ...
 
+    def asset(self, ticker: str) -> dict[str, bool]: ...
+
     def positions(self) -> dict[str, float]: ...
 
     def orders_since(self, since: pd.Timestamp) -> list[BrokerOrder]: ...
@@ -212,6 +214,18 @@ class Alpaca:
     def account(self) -> BrokerAccount:
         account = self._call("account", self.client.get_account)
         return BrokerAccount(str(account.account_number), _number(account.cash), _number(account.equity), _number(account.buying_power))
+
+    def asset(self, ticker: str) -> dict[str, bool]:
+        """Whether the broker trades the ticker, in fractions, and short ({} when it does not know it)."""
+        from alpaca.common.exceptions import APIError
+
+        try:
+            asset = self._call("asset", self.client.get_asset, symbol_of(ticker))
+        except APIError as error:
+            if error.status_code == 404:
+                return {}
+            raise BrokerUnavailable(f"broker alpaca ({self.url}): asset {ticker}: {error.status_code}: {_message(error)}") from None
+        return {"tradable": bool(asset.tradable), "fractionable": bool(asset.fractionable), "shortable": bool(asset.shortable)}
 
     def positions(self) -> dict[str, float]:
         held = {}

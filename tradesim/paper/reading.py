@@ -17,7 +17,7 @@ import pandas as pd
 from tradesim.backtesting import run_backtest
 from tradesim.config import RunConfig, tradesim_home
 from tradesim.errors import TradesimError
-from tradesim.paper.calendar import close_time, due_sessions, parse_now
+from tradesim.paper.calendar import calendar, close_time, due_sessions, parse_now
 from tradesim.paper.ledger import BOOKS, LEDGER, Ledger, has_table
 from tradesim.plugins import get_strategy
 from tradesim.runs import decision_frame
@@ -166,25 +166,29 @@ def broker_view(ledger: Ledger) -> dict[str, Any]:
     meta = ledger.meta()
     last = ledger.last_session()
     held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account'", (last,))) if last else {}
+    since = calendar().session_close(pd.Timestamp(last or meta["inception"])) - pd.Timedelta(days=0 if last else 7)
+    ours = {client_id for (client_id,) in ledger.query("SELECT client_id FROM broker_orders")}
     try:
         broker = open_broker(meta["name"], meta)
-        account, positions = broker.account(), broker.positions()
+        account, positions, clock, orders = broker.account(), broker.positions(), broker.clock(), broker.orders_since(since)
     except TradesimError as error:
         return {"broker": meta["broker"], "problem": str(error)}
     return {
         "broker": meta["broker"],
         "broker_account": meta["broker_account"],
         "order_timing": meta["order_timing"],
+        "clock": f"{clock.timestamp.tz_convert('America/New_York'):%Y-%m-%d %H:%M %Z}, market {'open' if clock.is_open else 'closed'}",
         "cash": account.cash,
         "equity": account.equity,
         "positions": positions,
         "drift": differences(positions, outside_positions(ledger), held),
         "outside_positions": outside_positions(ledger),
-        "orders_since_last_session": broker_orders_of(ledger, last),
+        "orders_since_last_session": [{**dataclasses.asdict(order), "this_account": order.client_id in ours} for order in orders],
     }
 
 
 def broker_orders_of(ledger: Ledger, decided: str | None) -> list[dict[str, Any]]:
+    """The broker orders decided on one session (the newest: tonight's), as the ledger has them."""
     from tradesim.paper.orders import broker_orders_frame
 
     frame = broker_orders_frame(ledger)
@@ -278,6 +282,7 @@ def status_of(name: str, now: pd.Timestamp, home: Path | None = None) -> dict[st
             "fingerprint": fingerprint,
             "data_events": [dict(zip(("id", "session", "ticker", "kind", "detail", "status", "reason"), e)) for e in ledger.query("SELECT * FROM events ORDER BY session, id")],
             "broker": broker_view(ledger) if is_broker_account(ledger) else None,
+            "broker_orders": broker_orders_of(ledger, last),
             "crashed_run": json.loads((directory / RUNNING).read_text()) if (directory / RUNNING).exists() and not is_locked(directory) else None,
         }
     finally:
