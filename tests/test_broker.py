@@ -166,6 +166,7 @@ def test_a_broker_account_trades_there_and_its_ledger_is_the_brokers(tmp_path, h
     checked = cli("paper", "verify", "acct")
     assert checked.exit_code == 0, checked.output
     assert "slippage against the open +5.00 bps" in checked.output and "tracking: the account ends" in checked.output
+    assert "per trade: mean slippage +5.00 bps, 95% interval [+5.00, +5.00]" in checked.output
     status = cli("paper", "status", "acct", "--now", alpaca.evening(DATES[98], "20:00"))
     assert f"broker alpaca account {ACCOUNT_NUMBER}" in status.output and "drift: none" in status.output, status.output
     report = cli("paper", "report", "acct")

@@ -632,6 +632,8 @@ def _echo_broker_comparison(ledger) -> None:
         f"broker fills: {totals['fills']}, {totals['traded_at_open']:,.2f} traded at the open; slippage against the open {totals['slippage_bps']:+.2f} bps "
         f"({totals['cost_vs_open']:+,.2f}); against the simulator's fills (its slippage and costs) {totals['cost_vs_simulated']:+,.2f}"
     )
+    low, high = totals["slippage_bps_per_trade_interval"]
+    click.echo(f"per trade: mean slippage {totals['slippage_bps_per_trade']:+.2f} bps, 95% interval [{low:+.2f}, {high:+.2f}] over {totals['fills']} fills")
     tracked = tracking_totals(tracking_frame(ledger, backtest_equity(ledger)))
     if tracked["sessions"]:
         click.echo(

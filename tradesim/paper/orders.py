@@ -26,6 +26,7 @@ from tradesim.paper.ledger import Ledger, has_table
 AUCTION_WINDOW = ("19:00", "09:28")
 OPEN_STATES = ("pending", "unknown")  # written or sent, the broker's answer not seen yet
 DRIFT_TOLERANCE = 1e-6  # shares: Alpaca reports quantities to 9 decimals
+MIN_FRACTIONAL_NOTIONAL = 1.0  # dollars: Alpaca refuses a fractional order worth less
 
 
 def is_broker(meta: dict) -> bool:
@@ -164,8 +165,9 @@ def square_with_broker(ledger: Ledger, broker: Broker, name: str, session: str, 
 def intents(meta: dict, session: str, fill_session: str, tickers, targets: np.ndarray, shares: np.ndarray, cash: float, closes: np.ndarray) -> list[tuple]:
     """broker_orders rows for the orders that take the account from `shares` to `targets`, sized
     at the session's closes: whole shares for market-on-open (the residue stays in cash),
-    fractions to 9 decimals for day orders (shorts in whole shares, as Alpaca requires). Sells
-    first, so that their cash is there for the buys."""
+    fractions to 9 decimals for day orders (shorts in whole shares, as Alpaca requires; a
+    fraction worth less than $1 is not sent). Sells first, so that their cash is there for the
+    buys."""
     priced = np.isfinite(closes)
     equity = cash + float(np.sum(np.where(priced, shares * np.nan_to_num(closes), 0.0)))
     wanted = np.where(priced & (closes > 0), targets * equity / np.where(priced, closes, 1.0), shares)
@@ -177,8 +179,8 @@ def intents(meta: dict, session: str, fill_session: str, tickers, targets: np.nd
     force = time_in_force(meta)
     for column in np.argsort(delta, kind="stable"):  # sells (negative) first
         qty = float(abs(delta[column]))
-        if qty < 1e-9:
-            continue
+        if qty < 1e-9 or (qty != int(qty) and qty * closes[column] < MIN_FRACTIONAL_NOTIONAL):
+            continue  # nothing to do, or a fraction worth less than the broker takes
         side = "buy" if delta[column] > 0 else "sell"
         ticker = tickers[column]
         client_id = client_order_id(meta["account_id"], session, ticker, side, qty)
@@ -192,10 +194,13 @@ def submit_outstanding(ledger: Ledger, broker: Broker, last: str | None) -> list
     answer leaves it unknown: the run ends with try-later and the next run looks it up."""
     messages = []
     stale = ledger.query("SELECT client_id FROM broker_orders WHERE state IN ('pending', 'unknown') AND decided < ?", (last or "",))
-    for (client_id,) in stale:  # a catch-up's older nights: decided too late to send
-        if broker.order_by_client_id(client_id) is None:
-            with ledger.transaction():
-                _record(ledger, client_id, None, "not_sent", "decided in a catch-up; only the newest night's orders are sent")
+    for (client_id,) in stale:  # an older night's intents (a crash before they were sent): too late now
+        found = broker.order_by_client_id(client_id)
+        with ledger.transaction():
+            if found is None:
+                _record(ledger, client_id, None, "not_sent", "not sent before a later session closed; only the newest night's orders are sent")
+            else:
+                _record(ledger, client_id, found)
     waiting = ledger.query(
         "SELECT client_id, ticker, side, qty, time_in_force FROM broker_orders WHERE state IN ('pending', 'unknown') AND decided = ? "
         "ORDER BY CASE side WHEN 'sell' THEN 0 ELSE 1 END, client_id",

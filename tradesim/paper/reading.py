@@ -127,11 +127,20 @@ def fill_comparison(ledger: Ledger) -> pd.DataFrame:
 
 
 def fill_totals(comparison: pd.DataFrame) -> dict[str, float]:
+    """In total: the value-weighted slippage against the open and the costs; per trade: the mean
+    slippage with its 95% t-interval (how sure the broker's typical fill is, given the trades)."""
+    from scipy import stats
+
     traded = float((comparison["shares"] * comparison["open"]).sum())
+    per_trade = comparison["slippage_bps"].to_numpy(dtype=float)
+    mean = float(per_trade.mean()) if len(per_trade) else float("nan")
+    half = float(stats.t.ppf(0.975, len(per_trade) - 1) * per_trade.std(ddof=1) / np.sqrt(len(per_trade))) if len(per_trade) > 1 else float("nan")
     return {
         "fills": len(comparison),
         "traded_at_open": traded,
         "slippage_bps": float(comparison["cost_vs_open"].sum() / traded * 1e4) if traded else float("nan"),
+        "slippage_bps_per_trade": mean,
+        "slippage_bps_per_trade_interval": (mean - half, mean + half),
         "cost_vs_open": float(comparison["cost_vs_open"].sum()),
         "cost_vs_simulated": float(comparison["cost_vs_simulated"].sum()),
     }

@@ -92,7 +92,9 @@ def broker_section(ledger: Ledger, backtest: pd.Series | None) -> str:
     totals = fill_totals(comparison)
     lines = [f"<h2>Broker fills against the simulator</h2><p>{totals['fills']} fills, {totals['traded_at_open']:,.2f} traded at the open; "
              f"slippage against the open {totals['slippage_bps']:+.2f} bps ({totals['cost_vs_open']:+,.2f}); "
-             f"against the simulator's fills {totals['cost_vs_simulated']:+,.2f}. Alpaca's paper fills are simulated from quotes, not exchange executions.</p>"]
+             f"against the simulator's fills {totals['cost_vs_simulated']:+,.2f}; per trade {totals['slippage_bps_per_trade']:+.2f} bps, 95% interval "
+             f"[{totals['slippage_bps_per_trade_interval'][0]:+.2f}, {totals['slippage_bps_per_trade_interval'][1]:+.2f}]. "
+             "Alpaca's paper fills are simulated from quotes, not exchange executions.</p>"]
     if backtest is not None:
         tracked = tracking_totals(tracking_frame(ledger, backtest))
         if tracked["sessions"]:
