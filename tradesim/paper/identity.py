@@ -9,6 +9,7 @@ import ast
 import hashlib
 import importlib.util
 import json
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -74,8 +75,14 @@ def _source_of(name: str) -> Path | None:
 
 
 def _imported_names(path: Path, package: str) -> list[str]:
+    """The modules a source file imports; parsed once per content of the file (it is read each time)."""
+    return list(_parsed_imports(str(path), package, path.read_bytes()))
+
+
+@lru_cache(maxsize=1024)
+def _parsed_imports(path: str, package: str, source: bytes) -> tuple[str, ...]:
     names = []
-    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+    for node in ast.walk(ast.parse(source, path)):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -84,7 +91,7 @@ def _imported_names(path: Path, package: str) -> list[str]:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
             names.append(base)
             names += [f"{base}.{alias.name}" for alias in node.names]  # `from package import module`
-    return names
+    return tuple(names)
 
 
 def code_hash(strategy_class: type[Strategy]) -> str:
