@@ -2,10 +2,12 @@
 `-n 2 --dist loadfile` each worker starts on one and the short files fill in at the end."""
 
 
-# The longest files first, by their measured time on one worker (about 220, 195, 145, 80, 70, 40,
-# 25 and 20 s): a long file that starts last leaves the other worker idle at the end. pytest-xdist
-# would sort the files by their number of tests instead; `pytest_configure` keeps this order.
-LONGEST = ("test_notebooks.py", "test_paper.py", "test_shared_data.py", "test_finteam.py", "test_sweep.py", "test_tradexpert.py",
+# The longest files first, measured on one worker (about 185, 240, 85, 140, 80, 50, 25 and 25 s):
+# the workers start on the first two, then take the third and fourth (the pairs come out about
+# even), then the rest as they free up; a long file that starts last would leave the other worker
+# idle at the end. pytest-xdist would sort the files by their number of tests instead;
+# `pytest_configure` keeps this order.
+LONGEST = ("test_notebooks.py", "test_paper.py", "test_finteam.py", "test_shared_data.py", "test_sweep.py", "test_tradexpert.py",
            "test_model_lookahead.py", "test_broker.py")
 
 
