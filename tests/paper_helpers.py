@@ -82,5 +82,30 @@ def evening(session: str) -> str:
     return f"{session}T18:30"
 
 
+def night_in_child(name: str, now: str, kill_at: str | None = None, max_catch_up: int = 5, home=None) -> bool:
+    """`paper run` in a forked process at `now`; with `kill_at` it dies there (SIGKILL). True when killed."""
+    import os
+
+    from tradesim.paper import account as paper
+    from tradesim.paper.calendar import parse_now
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if kill_at:
+                os.environ[paper.KILL_ENV] = kill_at
+            paper._reached.clear()
+            try:
+                paper.run_account(name, now=parse_now(now), max_catch_up=max_catch_up, home=home)
+            except paper.TradesimError as error:
+                print(error)
+                os._exit(3)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0, "the night failed"
+    return os.WIFSIGNALED(status)
+
+
 def cli(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

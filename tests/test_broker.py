@@ -6,7 +6,6 @@ absent from everything the account writes."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -15,9 +14,8 @@ import pytest
 
 import tradesim
 from fake_alpaca import ACCOUNT_NUMBER, FakeAlpaca
-from paper_helpers import cli, printed_bars, write_bars, write_config, xnys_sessions
+from paper_helpers import cli, night_in_child, printed_bars, write_bars, write_config, xnys_sessions
 from tradesim.paper import account as paper
-from tradesim.paper import calendar as paper_calendar
 from tradesim.paper import reading as paper_reading
 
 START, SESSIONS = "2023-01-03", 110
@@ -237,26 +235,6 @@ def test_an_answer_lost_after_the_broker_took_the_order_never_sends_it_twice(tmp
     assert_ledger_is_the_brokers(alpaca)
 
 
-def run_in_child(now: str, kill_at: str | None = None) -> bool:
-    """A night in a forked process; with `kill_at` it dies there (SIGKILL). True when killed."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            if kill_at:
-                os.environ[paper.KILL_ENV] = kill_at
-            paper._reached.clear()
-            try:
-                paper.run_account("acct", now=paper_calendar.parse_now(now))
-            except paper.TradesimError as error:
-                print(error)
-                os._exit(3)
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0, "the night failed"
-    return os.WIFSIGNALED(status)
-
-
 KILLS = ["reconciled", "fetched", "decided", "before-commit", "after-commit", "submitted", "submitted:2", "report"]
 
 
@@ -268,7 +246,7 @@ def test_a_kill_at_every_step_and_a_rerun_send_each_order_once(tmp_path, alpaca)
         trade_day(alpaca, session)
         now = alpaca.evening(session)
         posted = len(alpaca.posts)
-        assert run_in_child(now, kill_at=point), point
+        assert night_in_child("acct", now, kill_at=point), point
         checked = cli("paper", "verify", "acct")
         assert checked.exit_code == 0, (point, checked.output)
         rerun = cli("paper", "run", "acct", "--now", now)

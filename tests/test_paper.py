@@ -17,7 +17,7 @@ import tradesim
 from click.testing import CliRunner
 
 from fakes import FakeBackend
-from paper_helpers import cli, evening, printed_bars, write_bars, write_config, xnys_sessions
+from paper_helpers import cli, evening, night_in_child, printed_bars, write_bars, write_config, xnys_sessions
 from tradesim.cli import main
 from tradesim.llm import model as model_module
 from tradesim.paper import account as paper
@@ -202,23 +202,8 @@ def test_catch_up_is_capped_and_late_decisions_are_flagged(tmp_path):
 
 
 def run_in_child(name, session, kill_at=None, max_catch_up=5, home=None):
-    """A night in a forked process; with `kill_at` it dies there (SIGKILL). True when killed."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            if kill_at:
-                os.environ[paper.KILL_ENV] = kill_at
-            paper._reached.clear()
-            try:
-                paper.run_account(name, now=paper_calendar.parse_now(evening(session.date())), max_catch_up=max_catch_up, home=home)
-            except paper.TradesimError as error:
-                print(error)
-                os._exit(3)
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0, "the night failed"
-    return os.WIFSIGNALED(status)
+    """The night after `session` closed, in a forked process (`night_in_child`). True when killed."""
+    return night_in_child(name, evening(session.date()), kill_at, max_catch_up, home)
 
 
 SCENARIOS = {  # nights before the crash, the night that crashes (a catch-up when several sessions are due)

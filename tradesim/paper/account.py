@@ -90,8 +90,9 @@ def init_account(
         return _init_account(name, config, inception, capital, dividends, now, broker, order_timing, progress, home)
 
 
-def _broker_terms(config: RunConfig, capital: float | None, dividends: str | None, broker: str, order_timing: str | None) -> tuple[dict[str, Any], float | None, str]:
-    """The meta entries of a broker account (none for `sim`), its capital and dividend mode."""
+def _broker_terms(config: RunConfig, capital: float | None, dividends: str | None, broker: str, order_timing: str | None) -> tuple[dict[str, Any], float | None, str, Any]:
+    """The meta entries of a broker account (none for `sim`), its capital and dividend mode, and
+    the broker (None for `sim`)."""
     if broker not in BROKERS:
         raise TradesimError(f"--broker: expected one of {', '.join(BROKERS)}, got {broker!r}")
     if order_timing is not None and order_timing not in ORDER_TIMINGS:
@@ -99,7 +100,7 @@ def _broker_terms(config: RunConfig, capital: float | None, dividends: str | Non
     if broker == "sim":
         if order_timing is not None:
             raise TradesimError("--order-timing: only for a broker account (--broker alpaca); the sim broker fills at the config's fill")
-        return {}, capital, dividends or "reinvest"
+        return {}, capital, dividends or "reinvest", None
     if capital is not None:
         raise TradesimError(f"--capital: a {broker} account's capital is the cash the broker account holds; leave --capital out")
     if dividends == "reinvest":
@@ -111,13 +112,12 @@ def _broker_terms(config: RunConfig, capital: float | None, dividends: str | Non
     if not account.number.startswith("PA"):
         raise TradesimError(f"broker {broker}: account {account.number} is not a paper account (paper accounts' numbers start with PA); tradesim trades only paper accounts")
     terms = {"broker": broker, "order_timing": order_timing or "auction", "broker_account": account.number, "account_id": uuid.uuid4().hex}
-    return terms, account.cash, "cash"
+    return terms, account.cash, "cash", connected
 
 
-def _check_broker(terms: dict[str, Any], first: pd.Timestamp, tickers: tuple[str, ...]) -> None:
+def _check_broker(broker, terms: dict[str, Any], first: pd.Timestamp, tickers: tuple[str, ...]) -> None:
     """The broker trades every ticker (in fractions, for day orders), and its sessions for the
     month from the inception are the XNYS calendar's (the account's nights follow XNYS)."""
-    broker = connect(terms["broker"])
     for ticker in tickers:
         asset = broker.asset(ticker)
         if not asset.get("tradable"):
@@ -143,7 +143,7 @@ def _init_account(
         raise TradesimError("llm_cache off: paper accounts need the language-model cache (a re-run after a crash must reach the same decision)")
     if dividends is not None and dividends not in DIVIDEND_MODES:
         raise TradesimError(f"--dividends: expected one of {', '.join(DIVIDEND_MODES)}, got {dividends!r}")
-    terms, capital, dividends = _broker_terms(config, capital, dividends, broker, order_timing)
+    terms, capital, dividends, connected = _broker_terms(config, capital, dividends, broker, order_timing)
     closed = last_closed(now)
     if inception is None:
         first = next_session(closed)
@@ -162,8 +162,8 @@ def _init_account(
     fill = config.fill
     if fill == "next-open" and not data.has_ohlc:
         fill = "next-close"
-    if terms:
-        _check_broker(terms, first, data.tickers)
+    if connected is not None:
+        _check_broker(connected, terms, first, data.tickers)
     config = dataclasses.replace(config, tickers=data.tickers, fill=fill, end=None, train_end=session_day(first), out=None)
     strategy = _strategy(config, fill, progress)
     config = dataclasses.replace(config, params=strategy.settings.as_dict())

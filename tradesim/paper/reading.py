@@ -102,7 +102,9 @@ def backtest_equity(ledger: Ledger) -> pd.Series:
 
 
 def is_broker_account(ledger: Ledger) -> bool:
-    return ledger.meta().get("broker", "sim") != "sim"
+    from tradesim.paper.orders import is_broker
+
+    return is_broker(ledger.meta())
 
 
 def fill_comparison(ledger: Ledger) -> pd.DataFrame:
@@ -177,6 +179,7 @@ def broker_view(ledger: Ledger) -> dict[str, Any]:
     held = dict(ledger.query("SELECT ticker, shares FROM positions WHERE session = ? AND book = 'account'", (last,))) if last else {}
     since = calendar().session_close(pd.Timestamp(last or meta["inception"])) - pd.Timedelta(days=0 if last else 7)
     ours = {client_id for (client_id,) in ledger.query("SELECT client_id FROM broker_orders")}
+    outside = outside_positions(ledger)
     try:
         broker = open_broker(meta["name"], meta)
         account, positions, clock, orders = broker.account(), broker.positions(), broker.clock(), broker.orders_since(since)
@@ -190,8 +193,8 @@ def broker_view(ledger: Ledger) -> dict[str, Any]:
         "cash": account.cash,
         "equity": account.equity,
         "positions": positions,
-        "drift": differences(positions, outside_positions(ledger), held),
-        "outside_positions": outside_positions(ledger),
+        "drift": differences(positions, outside, held),
+        "outside_positions": outside,
         "orders_since_last_session": [{**dataclasses.asdict(order), "this_account": order.client_id in ours} for order in orders],
     }
 

@@ -65,7 +65,8 @@ def account_report(ledger: Ledger, backtest: pd.Series | None = None) -> str:
         "equity": f"{frame['equity'].iloc[-1]:,.2f} (benchmark {frame['benchmark'].iloc[-1]:,.2f})" if len(frame) else f"{meta['capital']:,.2f}",
         "late decisions": ", ".join(str(d.date()) for d in late) or "none",
     }
-    if meta.get("broker", "sim") != "sim":
+    broker = is_broker_account(ledger)
+    if broker:
         summary["broker"] = f"{meta['broker']} paper account {meta['broker_account']}, orders {meta['order_timing']}"
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items())
     return f"""<!doctype html>
@@ -80,7 +81,7 @@ img {{ max-width: 100%; }}</style></head><body>
 <h2>Corporate actions on {html.escape(last or '-')}</h2>{_table(actions)}
 <h2>Positions after the close</h2>{_table(positions)}
 <h2>Orders for the next session</h2>{_table(pending_orders(ledger))}
-{broker_section(ledger, backtest) if is_broker_account(ledger) else ""}
+{broker_section(ledger, backtest) if broker else ""}
 </body></html>
 """
 
