@@ -35,6 +35,14 @@ class Facts:
     texts: dict[str, dict[str, str]] = field(default_factory=dict)  # ticker -> expert -> facts
     numbers: pd.DataFrame | None = None  # tickers x numeric features
     news_ids: dict[str, list[str]] = field(default_factory=dict)
+    predictions: dict[str, dict[str, dict]] = field(default_factory=dict)  # ticker -> trained expert -> its prediction
+    said: dict[str, dict[str, str]] = field(default_factory=dict)  # ticker -> trained expert -> its prediction in words
+
+    def reports(self, ticker: str) -> dict[str, str]:
+        """Each expert's report on the ticker: its facts (or what a model wrote from them), then what a
+        trained specialist predicts. (The encoder reads `texts`: the prediction is a number beside it.)"""
+        said = self.said.get(ticker, {})
+        return {expert: f"{text} {said[expert]}" if expert in said else text for expert, text in self.texts[ticker].items()}
 
 
 def panel(view: MarketView, last: int | None) -> dict[str, pd.DataFrame]:

@@ -38,10 +38,10 @@ class GeneralExpert:
         return default_device() if self.runtime.device == "auto" else torch.device(self.runtime.device)
 
     # ---------------------------------------------------------------- features for the fitted General Expert
-    def embedded(self, gathered: list[Facts]) -> dict[str, np.ndarray]:
+    def embedded(self, gathered: list[Facts], experts: tuple[str, ...] = EMBEDDED_EXPERTS) -> dict[str, np.ndarray]:
         """Per embedded expert: one embedding per (date, ticker) in `gathered` order (unique texts once)."""
         result = {}
-        for expert in EMBEDDED_EXPERTS:
+        for expert in experts:
             if expert not in self.experts:
                 continue
             texts = [facts.texts[t][expert] for facts in gathered for t in facts.tickers]

@@ -37,7 +37,7 @@ REPORT_STOP = ("\n\n",)  # a report is one paragraph
 
 def report(facts: Facts, ticker: str) -> str:
     """Every expert's report on one ticker, one line each."""
-    return "\n".join(f"{expert.capitalize()} expert: {text}" for expert, text in facts.texts[ticker].items())
+    return "\n".join(f"{expert.capitalize()} expert: {text}" for expert, text in facts.reports(ticker).items())
 
 
 def expert_prompt(expert: str, facts_text: str) -> Chat:

@@ -12,6 +12,7 @@ import pandas as pd
 from strategies.tradexpert.experts import EXPERTS, Facts, gather, panel
 from strategies.tradexpert.general import GeneralExpert
 from strategies.tradexpert.prompts import REPORT_STOP, REPORT_TOKENS, TEMPLATE_VERSION, expert_prompt
+from strategies.tradexpert.specialists import SPECIALIST_SHARE, TRAINED, Specialists
 from tradesim.errors import TradesimError
 from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
 from tradesim.market.data import MarketView
@@ -54,12 +55,23 @@ class TradExpertSettings(Settings):
     hidden: int = setting(64, "hidden units of the fitted General Expert", minimum=2)
     epochs: int = setting(60, "maximum training epochs (early stopping on the last 20% of training dates)", minimum=1)
     patience: int = setting(8, "epochs without improvement before training stops", minimum=1)
+    market_expert: str = setting("facts", "facts, or reprogrammed: a Time-LLM reprogramming of OHLCV into --market-llm, trained to predict the movement", choices=("facts", "reprogrammed"))
+    alpha_expert: str = setting("facts", "facts, or lightgbm: LightGBM over every factor scores each ticker, its top factors by contribution reported", choices=("facts", "lightgbm"))
+    news_expert: str = setting("facts", "facts, or trained: a classifier over the News report's embedding predicts the movement", choices=("facts", "trained"))
+    fundamental_expert: str = setting("facts", "facts, or trained: a classifier over the fundamentals predicts one of five quarter-ahead classes", choices=("facts", "trained"))
+    market_llm: str = setting("smollm2", "the frozen local model the reprogrammed Market Analyst reads through (smollm2 or hf:...)")
+    reprogram_window: int = setting(48, "sessions of OHLCV the reprogrammed Market Analyst reads (patches of 16, stride 8)", minimum=16)
+    reprogram_layers: int = setting(6, "layers of --market-llm used (Time-LLM's llm_layers; 0: all)", minimum=0)
+    prototypes: int = setting(1000, "text prototypes the reprogramming maps the vocabulary to", minimum=2)
+    reprogram_epochs: int = setting(2, "training passes of the reprogramming layer (early stopping on the last 20%)", minimum=1)
+    specialist_samples: int = setting(1000, "training windows sampled at most for the reprogrammed Market Analyst", minimum=20)
+    lightgbm_rounds: int = setting(300, "boosting rounds at most of the LightGBM Alpha expert (early stopping on the last 20%)", minimum=10)
 
 
-class TradExpert(GeneralExpert, Strategy):
+class TradExpert(Specialists, GeneralExpert, Strategy):
     name = "tradexpert"
     summary = "TradExpert: News, Market, Alpha and Fundamental experts report; a General Expert ranks (top-K) or predicts."
-    fitted_attributes = ("fitted", "factors", "ics", "factor_table", "training_period", "projections", "input_columns", "general")
+    fitted_attributes = ("fitted", "factors", "ics", "factor_table", "training_period", "specialists", "projections", "input_columns", "general")
     carried_attributes = ("held",)
     Settings = TradExpertSettings
 
@@ -69,6 +81,8 @@ class TradExpert(GeneralExpert, Strategy):
         self.models_used: dict[str, Any] = {}
         self.tables: dict[str, list[dict[str, Any]]] = {"reports": [], "comparisons": [], "rankings": []}
         self.held: set[str] = set()
+        self.specialists: dict[str, dict[str, Any]] = {}  # trained expert -> what it fitted
+        self._reprogrammed = None  # the reprogrammed Market Analyst, once loaded
 
     # ---------------------------------------------------------------- settings
     def validate(self) -> None:
@@ -98,6 +112,15 @@ class TradExpert(GeneralExpert, Strategy):
             spec = getattr(settings, key)
             if spec is not None and spec.partition(":")[0] not in BACKENDS:
                 raise TradesimError(f"--{key.replace('_', '-')} {spec!r}: expected a model spec (minilm, smollm2, hf:..., openai:...)")
+        for expert in EXPERTS:
+            if getattr(settings, f"{expert}_expert") != "facts" and expert not in self.experts:
+                raise TradesimError(f"--{expert}-expert {TRAINED[expert]}: the {expert} expert is not among --experts {settings.experts}")
+        if settings.market_expert == "reprogrammed" and settings.market_llm.partition(":")[0] not in LOCAL_BACKENDS:
+            raise TradesimError(f"--market-llm {settings.market_llm!r}: the reprogrammed Market Analyst needs a local model (smollm2 or hf:...)")
+        if settings.alpha_expert == "lightgbm":
+            from tradesim.models.boosting import require_lightgbm
+
+            require_lightgbm("--alpha-expert lightgbm")
 
     @property
     def needs_training(self) -> bool:
@@ -126,7 +149,8 @@ class TradExpert(GeneralExpert, Strategy):
 
 
     # ---------------------------------------------------------------- experts
-    def facts(self, views: list[MarketView]) -> list[Facts]:
+    def facts(self, views: list[MarketView], specialists: bool = True) -> list[Facts]:
+        """Every expert's facts (and reports, and trained specialists' predictions unless told not to)."""
         settings = self.settings
         gathered = [
             gather(
@@ -135,6 +159,8 @@ class TradExpert(GeneralExpert, Strategy):
             )
             for view in views
         ]
+        if specialists and self.trained_experts():
+            self.apply_specialists(views, gathered)
         for expert in self.experts:
             if self.expert_model(expert):
                 self.write_reports(gathered, expert)
@@ -178,9 +204,10 @@ class TradExpert(GeneralExpert, Strategy):
                 f"--train-end: strategy {self.name} has only {len(labelled)} training dates with known {self.horizon}-session "
                 f"returns before {view.date.date()} (needs 20, after {FACTOR_HISTORY + settings.market_window} sessions of history)"
             )
-        self.factors, self.ics = [], {}
+        self.factors, self.ics, self.factor_history = [], {}, None
         if "alpha" in self.experts:
             history = compute_factors(panel(view, None))  # as decisions see them: one missing bar carried over
+            self.factor_history = history
             ics = information_coefficients({k: v.loc[labelled] for k, v in history.items()}, forward.loc[labelled])
             self.factors = select_factors(ics, settings.alpha_factors)
             self.ics = {name: float(ics.loc[name, "ic_mean"]) for name in self.factors}
@@ -188,6 +215,19 @@ class TradExpert(GeneralExpert, Strategy):
         self.training_period = (str(labelled[0].date()), str(labelled[-1].date()))
         if settings.fine_tune == "lora":
             self.fine_tune(view, forward, labelled)
+        self.specialists = {}
+        if self.trained_experts():
+            # stacking: the specialists fit on the earlier dates, the General Expert on the later ones
+            # (one horizon between), where the specialists' predictions are out of sample
+            cut = int(len(labelled) * SPECIALIST_SHARE)
+            own, labelled = labelled[:cut], labelled[cut + 1 :]
+            if len(labelled) < 5:
+                raise TradesimError(
+                    f"--train-end: trained specialists leave the General Expert only {len(labelled)} training dates "
+                    f"(it fits on the last {1 - SPECIALIST_SHARE:.0%} of them; needs 5): train on more sessions"
+                )
+            self.fit_specialists(view, bars, forward, own, self.facts([view.at(date) for date in own], specialists=False))
+        self.factor_history = None
         if settings.general_expert != "fitted":
             return
         gathered = self.facts([view.at(date) for date in labelled])
@@ -227,8 +267,12 @@ class TradExpert(GeneralExpert, Strategy):
     def record_reports(self, facts: Facts) -> None:
         day = str(facts.date.date())
         for ticker in facts.tickers:
-            for expert, text in facts.texts[ticker].items():
-                self.tables["reports"].append({"date": day, "ticker": ticker, "expert": expert, "report": text})
+            predicted = facts.predictions.get(ticker, {})
+            for expert, text in facts.reports(ticker).items():
+                row = {"date": day, "ticker": ticker, "expert": expert, "report": text}
+                if self.specialists:
+                    row["prediction"] = predicted[expert]["prediction"] if expert in predicted else None
+                self.tables["reports"].append(row)
 
     def rank_decision(self, facts: Facts, table: pd.DataFrame | None) -> Decision:
         settings = self.settings
@@ -252,6 +296,7 @@ class TradExpert(GeneralExpert, Strategy):
             log[ticker] = {
                 "rank": position.get(ticker),
                 "score": ranking.scores.get(ticker),
+                **self.specialist_log(facts, ticker),
                 "news_ids": facts.news_ids.get(ticker, []),
                 "comparisons": ranking.comparisons,
                 "cycles": ranking.cycles,
@@ -267,10 +312,16 @@ class TradExpert(GeneralExpert, Strategy):
         log = {}
         for ticker, p in zip(facts.tickers, probabilities):
             self.tables["rankings"].append({"date": day, "ticker": ticker, "rank": None, "score": float(p), "held": rise[ticker], "comparisons": 0, "cycles": 0})
-            log[ticker] = {"rise_probability": float(p), "predicted": "rise" if rise[ticker] else "fall", "news_ids": facts.news_ids.get(ticker, [])}
+            log[ticker] = {"rise_probability": float(p), "predicted": "rise" if rise[ticker] else "fall", **self.specialist_log(facts, ticker),
+                           "news_ids": facts.news_ids.get(ticker, [])}
         for ticker in self.tickers:
             log.setdefault(ticker, {"rise_probability": None, "predicted": None})
         return Decision(weights, log, scores=dict(zip(facts.tickers, map(float, probabilities))), predictions=rise)
+
+    def specialist_log(self, facts: Facts, ticker: str) -> dict[str, Any]:
+        """The trained specialists' predictions on the ticker, for its decision row (none: nothing)."""
+        predicted = facts.predictions.get(ticker)
+        return {"specialists": {expert: round(p["prediction"], 6) for expert, p in predicted.items()}} if predicted else {}
 
     # ---------------------------------------------------------------- what the run keeps
     def side_tables(self) -> dict[str, pd.DataFrame]:
@@ -281,7 +332,9 @@ class TradExpert(GeneralExpert, Strategy):
         settings = self.settings
         general = settings.general_expert + (" + LoRA" if settings.fine_tune == "lora" else "")
         ranking = settings.ranking if settings.mode == "rank" else "rise/fall"
-        return f"{self.name} ({settings.mode}, {ranking}, {general}, experts {settings.experts})"
+        trained = set(self.trained_experts())
+        experts = ",".join(f"{e}:{TRAINED[e]}" if e in trained else e for e in self.experts) if trained else settings.experts
+        return f"{self.name} ({settings.mode}, {ranking}, {general}, experts {experts})"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -290,5 +343,6 @@ class TradExpert(GeneralExpert, Strategy):
             "experts": list(self.experts),
             "alpha_factors": [{"name": name, "ic_mean": self.ics[name]} for name in getattr(self, "factors", [])],
             "training_period": getattr(self, "training_period", None),
+            "specialists": {e: getattr(self.settings, f"{e}_expert") for e in self.experts},
             "fitted_models": self.fitted,
         }

@@ -7,12 +7,12 @@ from torch import nn
 
 
 class FeedForward(nn.Module):
-    """Flattened feature window -> logit of a rise at the next session."""
+    """Flattened feature window -> logit of a rise at the next session (or `outputs` class logits)."""
 
-    def __init__(self, inputs: int, hidden: int = 64, dropout: float = 0.1):
+    def __init__(self, inputs: int, hidden: int = 64, dropout: float = 0.1, outputs: int = 1):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(inputs, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, 1)
+            nn.Linear(inputs, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, outputs)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

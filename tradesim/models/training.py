@@ -44,14 +44,16 @@ class TrainingReport:
 
 
 class Classifier:
-    """A network plus the input scaling learned with it; predicts the probability of a rise."""
+    """A network plus the input scaling learned with it; predicts the probability of a rise (two
+    classes: one logit) or of each class (more: one logit per class, softmax)."""
 
-    def __init__(self, network: nn.Module, mean: np.ndarray, scale: np.ndarray, device: torch.device, report: TrainingReport):
+    def __init__(self, network: nn.Module, mean: np.ndarray, scale: np.ndarray, device: torch.device, report: TrainingReport, classes: int = 2):
         self.network = network
         self.mean = mean
         self.scale = scale
         self.device = device
         self.report = report
+        self.classes = classes
         self.record: dict[str, Any] = {}  # its id and store, when it came through fit_or_load
 
     def inputs(self, x: np.ndarray) -> torch.Tensor:
@@ -61,7 +63,8 @@ class Classifier:
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.network.eval()
         with torch.no_grad():
-            return self.network(self.inputs(x)).sigmoid().cpu().numpy().astype(float)
+            logits = self.network(self.inputs(x))
+            return (logits.sigmoid() if self.classes == 2 else logits.softmax(-1)).cpu().numpy().astype(float)
 
 
 def train_classifier(
@@ -76,15 +79,17 @@ def train_classifier(
     batch_size: int = 64,
     validation_fraction: float = 0.2,
     device: torch.device | None = None,
+    classes: int = 2,
 ) -> Classifier:
     """Build a network (seeded: same seed, same initial weights) and fit it to rows `x`
-    (chronological) and labels `y` in {0, 1}."""
+    (chronological) and labels `y` in {0, 1} (binary cross-entropy on one logit), or in
+    {0, ..., classes - 1} when `classes` > 2 (cross-entropy on one logit per class)."""
     device = device or default_device()
     torch.manual_seed(seed)
     network = build()
     generator = torch.Generator().manual_seed(seed)
     x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float32 if classes == 2 else np.int64)
     held_out = max(1, int(round(len(x) * validation_fraction))) if len(x) >= 10 else 0
     train_x = x[: len(x) - held_out]  # scaling is learned on the rows the network fits, not the held-out ones
     mean = train_x.mean(axis=0)
@@ -97,7 +102,7 @@ def train_classifier(
 
     network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-    loss_function = nn.BCEWithLogitsLoss()
+    loss_function = nn.BCEWithLogitsLoss() if classes == 2 else nn.CrossEntropyLoss()
     best_loss, best_epoch, best_state, epoch = float("inf"), 0, copy.deepcopy(network.state_dict()), 0
     for epoch in range(1, epochs + 1):
         network.train()
@@ -115,7 +120,8 @@ def train_classifier(
         elif epoch - best_epoch >= patience:
             break
     network.load_state_dict(best_state)
-    return Classifier(network, mean, scale, device, TrainingReport(rows=len(x), epochs=epoch, best_epoch=best_epoch, validation_loss=best_loss))
+    report = TrainingReport(rows=len(x), epochs=epoch, best_epoch=best_epoch, validation_loss=best_loss)
+    return Classifier(network, mean, scale, device, report, classes)
 
 
 def fit_or_load(
@@ -131,6 +137,7 @@ def fit_or_load(
     about: dict[str, Any] | None = None,
     home: Path | None = None,
     batch_size: int = 64,
+    classes: int = 2,
 ) -> Classifier:
     """`train_classifier`, or the classifier stored before under the same content hash.
 
@@ -151,35 +158,55 @@ def fit_or_load(
     }
     if batch_size != 64:
         settings["batch_size"] = batch_size
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(np.asarray(x.shape, dtype=np.int64).tobytes())
-    digest.update(x.tobytes())
-    digest.update(y.tobytes())
-    model_id = digest.hexdigest()
-    store = (home or tradesim_home()) / "models" / model_id
+    if classes != 2:
+        settings["classes"] = classes
+    y = y if classes == 2 else np.ascontiguousarray(y, dtype=np.int64)
+    model_id = content_id(settings, x, y)
+    store = model_store(model_id, home)
     if (store / "model.json").exists():
         classifier = _load(store, build, device)
         classifier.record = {"id": model_id, "path": str(store), "loaded": True, "device": str(device)}
         return classifier
-    classifier = train_classifier(build, x, y, seed=seed, epochs=epochs, patience=patience, device=device, batch_size=batch_size)
-    _save(classifier, store, {**settings, "id": model_id, "rows": int(len(x)), "training": asdict(classifier.report)})
-    classifier.record = {"id": model_id, "path": str(store), "loaded": False, "device": str(device)}
-    return classifier
+    classifier = train_classifier(build, x, y, seed=seed, epochs=epochs, patience=patience, device=device, batch_size=batch_size, classes=classes)
+    manifest = {**settings, "id": model_id, "rows": int(len(x)), "training": asdict(classifier.report)}
 
-
-def _save(classifier: Classifier, store: Path, manifest: dict[str, Any]) -> None:
-    """Write weights, scaling and manifest to a temporary sibling, then rename: all or nothing."""
-    store.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{store.name}.", dir=store.parent))
-    try:
+    def write(staging: Path) -> None:
         state = {name: tensor.detach().cpu() for name, tensor in classifier.network.state_dict().items()}
         torch.save(state, staging / "weights.pt")
         np.savez(staging / "scaling.npz", mean=classifier.mean, scale=classifier.scale)
         (staging / "model.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+
+    save_atomically(store, write)
+    classifier.record = {"id": model_id, "path": str(store), "loaded": False, "device": str(device)}
+    return classifier
+
+
+def content_id(settings: dict[str, Any], *arrays: np.ndarray) -> str:
+    """The content hash of a fitted model: its settings (JSON) and every training array (shape and bytes)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(array.dtype.str.encode())
+        digest.update(np.asarray(array.shape, dtype=np.int64).tobytes())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def model_store(model_id: str, home: Path | None = None) -> Path:
+    """Where a fitted model with this content hash lives: `$TRADESIM_HOME/models/<id>/`."""
+    return (home or tradesim_home()) / "models" / model_id
+
+
+def save_atomically(store: Path, write: Callable[[Path], None], marker: str = "model.json") -> None:
+    """`write` the model's files into a temporary sibling of `store`, then rename it: all or nothing."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{store.name}.", dir=store.parent))
+    try:
+        write(staging)
         os.replace(staging, store)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
-        if not (store / "model.json").exists():  # another process may have stored the same model first
+        if not (store / marker).exists():  # another process may have stored the same model first
             raise
 
 
@@ -189,4 +216,4 @@ def _load(store: Path, build: Callable[[], nn.Module], device: torch.device) -> 
     network.load_state_dict(torch.load(store / "weights.pt", map_location="cpu", weights_only=True))
     network.to(device).eval()
     scaling = np.load(store / "scaling.npz")
-    return Classifier(network, scaling["mean"], scaling["scale"], device, TrainingReport(**manifest["training"]))
+    return Classifier(network, scaling["mean"], scaling["scale"], device, TrainingReport(**manifest["training"]), manifest.get("classes", 2))
