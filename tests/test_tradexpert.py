@@ -343,3 +343,135 @@ def test_a_ticker_left_out_of_a_ranking_is_named_in_the_notes_with_its_dates(tmp
     result = _run(write_ticker_dir(tmp_path / "gap", frames))
     note = next(note for note in result.notes if "left out" in note)
     assert "EEE on " in note and "listed tickers were left out" in note
+
+
+# ---------------------------------------------------------------- trained specialists (the paper's experts)
+def _trained(model_dir, **more):
+    return {"market_expert": "reprogrammed", "market_llm": f"hf:{model_dir}", "alpha_expert": "lightgbm", "news_expert": "trained",
+            "fundamental_expert": "trained", "prototypes": 40, "reprogram_layers": 1, "specialist_samples": 120, **more}
+
+
+@pytest.mark.parametrize("save", ["save_tiny_llama", "save_tiny_gpt2"])
+def test_reprogramming_trains_its_own_layers_only_and_leaves_the_language_model_as_loaded(tmp_path, save):
+    import llm_helpers
+    import torch
+
+    from tradesim.llm import load_model
+    from tradesim.models.reprogramming import Reprogrammer, ReprogrammingSettings, fit_or_load_reprogrammed, patch_count, trunk
+
+    language_model = load_model(f"hf:{getattr(llm_helpers, save)(tmp_path / 'lm')}", cache_mode="off")
+    network = language_model.backend.model
+    loaded = {name: tensor.clone() for name, tensor in network.state_dict().items()}
+    settings = ReprogrammingSettings(prototypes=30, layers=1, epochs=2, patience=2)
+    rng = np.random.default_rng(0)
+    windows = 100 + rng.normal(size=(40, 5, 32)).cumsum(-1)
+    labels = (windows[:, 3, -1] > windows[:, 3, 0]).astype(float)
+    prompts = [f"Input statistics: window {i}" for i in range(40)]
+
+    model = fit_or_load_reprogrammed(language_model, windows, prompts, labels, settings, about={"test": save})
+    width = network.get_input_embeddings().weight.shape[1]
+    prototypes = model.layer.prototypes(network.get_input_embeddings().weight.detach())
+    assert prototypes.shape == (30, width)
+    assert model.layer(torch.zeros(3, 5, 32), prototypes).shape == (3, 5 * patch_count(32, settings), width) == (3, 5 * 4, width)
+    layers = next(c for c in trunk(network, 1).children() if isinstance(c, torch.nn.ModuleList))
+    assert len(layers) == 1  # Time-LLM's llm_layers: the first layer only
+    assert all(not p.requires_grad for p in network.parameters()) and all(p.requires_grad for p in model.layer.parameters())
+    assert all(torch.equal(loaded[name], tensor) for name, tensor in network.state_dict().items())  # not one weight moved
+    torch.manual_seed(settings.seed)
+    fresh = Reprogrammer(5, 32, *network.get_input_embeddings().weight.shape, settings)  # the weights training started from
+    moved = {name for name, tensor in model.layer.state_dict().items() if not torch.equal(tensor, fresh.state_dict()[name])}
+    assert {"patch_embedding.weight", "mapping.weight", "query.weight", "key.weight", "value.weight", "out.weight", "head.weight"} <= moved
+    probabilities = model.predict(windows[:6], prompts[:6])
+    assert probabilities.shape == (6,) and ((probabilities > 0) & (probabilities < 1)).all()
+    stored = tmp_path / "home" / "models" / model.record["id"]
+    assert (stored / "weights.pt").is_file() and not model.record["loaded"]
+    assert json.loads((stored / "model.json").read_text())["frozen_parameters"] == sum(p.numel() for p in network.parameters())
+    again = fit_or_load_reprogrammed(language_model, windows, prompts, labels, settings, about={"test": save})
+    assert again.record["loaded"] and np.array_equal(again.predict(windows[:6], prompts[:6]), probabilities)
+
+
+def test_trained_specialists_see_nothing_later_and_fit_on_the_training_period_only(tmp_path, prices):
+    from llm_helpers import save_tiny_llama
+
+    dates = pd.bdate_range("2020-01-02", periods=300)
+    d = dates[250]
+    params = _trained(save_tiny_llama(tmp_path / "tiny"))
+    news = _news(tmp_path / "news.csv", dates)
+    before = _run(prices, params, news=str(news), fundamentals=str(_fundamentals(tmp_path / "f.csv")))
+
+    frames = synthetic_bars(TICKERS, 300, seed=4)
+    for frame in frames.values():
+        later = pd.to_datetime(frame["Date"]) > d
+        frame.loc[later, ["Open", "High", "Low", "Close", "Adj Close"]] *= 3.0
+        frame.loc[later, "Volume"] *= 5
+        frame.loc[~later, "Adj Close"] *= 0.5  # a distribution after d restates every earlier adjusted close
+    more_news = pd.concat([pd.read_csv(news), pd.read_csv(_news(tmp_path / "later.csv", dates[dates > d], " LATER"))])
+    more_news.to_csv(tmp_path / "news2.csv", index=False)
+    restated = _fundamentals(tmp_path / "f2.csv", restated=str(dates[260].date()))
+    after = _run(write_ticker_dir(tmp_path / "changed", frames), params, news=str(tmp_path / "news2.csv"), fundamentals=str(restated))
+
+    def fitted(result):
+        return {f["role"]: f["id"] for f in result.strategy.describe()["fitted_models"] if "role" in f}
+
+    assert set(fitted(before)) == {"market analyst (reprogrammed)", "alpha expert (lightgbm)", "news analyst (trained)", "fundamental analyst (trained)"}
+    assert fitted(before) == fitted(after)  # the same training data: the same stored models, loaded
+    reports = before.strategy.side_tables()["reports"]
+    for name in ("reports", "comparisons", "rankings"):
+        old, new = before.strategy.side_tables()[name], after.strategy.side_tables()[name]
+        old, new = old[old["date"] <= str(d.date())], new[new["date"] <= str(d.date())]
+        pd.testing.assert_frame_equal(old.reset_index(drop=True), new.reset_index(drop=True), check_exact=True)
+    early = [json.dumps(r) for r in before.decisions if r["date"] <= str(d.date())]
+    assert early and early == [json.dumps(r) for r in after.decisions if r["date"] <= str(d.date())]
+    late = reports[reports["date"] > str(d.date())]
+    changed = after.strategy.side_tables()["reports"]
+    assert not late["prediction"].reset_index(drop=True).equals(changed[changed["date"] > str(d.date())]["prediction"].reset_index(drop=True))
+
+    # every trained expert's prediction is in its report, in the reports table and in the decision rows
+    assert reports["prediction"].notna().all()
+    first = reports[reports["date"] == reports["date"].min()].set_index("expert")
+    assert "Reprogrammed Market Analyst: P(rise over the next 5 sessions)" in first.loc["market", "report"].iloc[0]
+    assert "LightGBM Alpha score: P(beats the day's median ticker" in first.loc["alpha", "report"].iloc[0]
+    assert "Trained News Analyst" in first.loc["news", "report"].iloc[0]
+    assert "strong rise" in first.loc["fundamental", "report"].iloc[0] and "likeliest" in first.loc["fundamental", "report"].iloc[0]
+    assert set(before.decisions[0]["specialists"]) == {"news", "market", "alpha", "fundamental"}
+    assert "experts news:trained,market:reprogrammed,alpha:lightgbm,fundamental:trained" in before.strategy.label
+
+    # a paper account's nightly process: the fitted state, restored, decides the same (the reprogramming layer from its store)
+    data = load_market_data(str(prices), TICKERS, news=str(news), fundamentals=str(tmp_path / "f.csv"))
+    restored = TradExpert(TICKERS, {**FAST, **params}, seed=before.strategy.seed, runtime=before.strategy.runtime)
+    restored.load_state(before.strategy.state())
+    day = pd.Timestamp(before.decisions[-1]["date"])
+    assert restored.decide_batch([data.view(day)])[0].weights == before.strategy.decide_batch([data.view(day)])[0].weights
+
+
+def test_lightgbm_alpha_explains_its_score_by_factor_contributions_and_works_in_the_ablation(prices):
+    result = _run(prices, {"mode": "predict", "experts": "market,alpha", "alpha_expert": "lightgbm", "alpha_factors": 3})
+    alpha = result.strategy.specialists["alpha"]
+    booster = alpha["booster"]
+    assert booster.features == list(FACTORS) and alpha["relative"]  # six tickers: P(beats the day's median)
+    data = load_market_data(str(prices), TICKERS)
+    view = data.view(data.sessions[-1])
+    factors = compute_factors({name: view.field(name) for name in ("open", "high", "low", "close", "volume")})
+    rows = np.column_stack([factors[name].iloc[-1].to_numpy() for name in booster.features])
+    probability = booster.predict(rows)
+    contributions = np.asarray(booster.booster.predict(rows, pred_contrib=True))
+    assert np.allclose(contributions.sum(axis=1), np.log(probability / (1 - probability)))  # SHAP values add up to the log-odds
+    reports = result.strategy.side_tables()["reports"]
+    text = reports[reports["expert"] == "alpha"]["report"].iloc[-1]
+    shown = text.split("(contribution in log-odds): ")[1].split("; ")
+    assert len(shown) == 3 and all(part.split(" = ")[0] in FACTORS for part in shown)
+    assert "experts market,alpha:lightgbm" in result.strategy.label and "prediction" in result.metrics
+    again = _run(prices, {"mode": "predict", "experts": "market,alpha", "alpha_expert": "lightgbm", "alpha_factors": 3}, reuse_decisions=False)
+    assert [f["loaded"] for f in again.strategy.fitted if f.get("role") == "alpha expert (lightgbm)"] == [True]
+
+
+def test_trained_specialist_settings_that_cannot_work_get_one_line(prices):
+    with pytest.raises(TradesimError, match="--market-expert reprogrammed: the market expert is not among --experts news"):
+        _run(prices, {"experts": "news", "market_expert": "reprogrammed"})
+    with pytest.raises(TradesimError, match="--market-llm 'minilm': the reprogrammed Market Analyst needs a local model"):
+        _run(prices, {"market_expert": "reprogrammed", "market_llm": "minilm"})
+    with pytest.raises(TradesimError, match="--fundamental-expert trained: no fundamentals were published before --train-end"):
+        _run(prices, {"fundamental_expert": "trained", "experts": "fundamental"})
+    result = CliRunner().invoke(main, ["backtest", "--strategy", "tradexpert", "--tickers", "all", "--data", str(prices),
+                                       "--train-end", TRAIN_END, "--alpha-expert", "boosted"])
+    assert result.exit_code != 0 and "--alpha-expert" in result.output and "Traceback" not in result.output

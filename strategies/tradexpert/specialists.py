@@ -238,17 +238,14 @@ class Specialists:
 
     def predict_market(self, views, gathered):
         settings = self.settings
-        keys, windows, prompts = [], [], []
-        for n, (view, facts) in enumerate(zip(views, gathered)):
+        model = self.reprogrammed()
+        for view, facts in zip(views, gathered):
+            # one date's windows batched together and with nothing else, so that a prediction depends on
+            # its date's data only (padding and batch shapes move the last bits of a float)
             bars = panel(view, settings.reprogram_window)
-            found, kept = windows_at(bars, len(bars["close"]) - 1, facts.tickers, settings.reprogram_window)
-            keys += [(n, t) for t in kept]
-            windows += list(found)
-            prompts += [window_prompt(w[3], self.horizon) for w in found]
-        probabilities = self.reprogrammed().predict(np.stack(windows) if windows else np.empty((0,)), prompts)
-        found = dict(zip(keys, probabilities))
-        for n, facts in enumerate(gathered):
-            values = [found.get((n, t), np.nan) for t in facts.tickers]
+            windows, kept = windows_at(bars, len(bars["close"]) - 1, facts.tickers, settings.reprogram_window)
+            found = dict(zip(kept, model.predict(windows, [window_prompt(w[3], self.horizon) for w in windows])))
+            values = [found.get(t, np.nan) for t in facts.tickers]
             sentences = [
                 f"Reprogrammed Market Analyst: P(rise over the next {self.horizon} sessions) = {p:.3f}." if np.isfinite(p)
                 else f"Reprogrammed Market Analyst: fewer than {settings.reprogram_window} complete sessions, no prediction (0.5)."
@@ -271,7 +268,7 @@ class Specialists:
             sentences, details = [], []
             for row, score, contribution in zip(rows, scores, contributions):
                 top = np.argsort(-np.abs(contribution), kind="stable")[: self.settings.alpha_factors]
-                parts = [f"{booster.features[j]} = {row[j]:.4g} ({contribution[j]:+.3f}; {FACTORS[booster.features[j]][0]})" for j in top]
+                parts = [f"{booster.features[j]} = {row[j]:.4g} ({contribution[j]:+.3f}: {FACTORS[booster.features[j]][0]})" for j in top]
                 sentences.append(f"LightGBM Alpha score: {what} = {score:.3f}; the factors that moved it most (contribution in log-odds): " + "; ".join(parts) + ".")
                 details.append({"top_factors": {booster.features[j]: round(float(contribution[j]), 6) for j in top}})
             yield scores, sentences, details

@@ -136,6 +136,7 @@ class ReprogrammedModel:
         torch.manual_seed(settings.seed)
         self.layer = Reprogrammer(channels, window, vocabulary, width, settings).to(backend.device)
         self.record: dict[str, Any] = {}
+        self._prototypes: torch.Tensor | None = None
 
     def _prefixes(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tokenizer = self.backend.tokenizer
@@ -194,6 +195,7 @@ class ReprogrammedModel:
                 break
         self.layer.load_state_dict(best[2])
         self.layer.eval()
+        self._prototypes = None
         return {"epoch_losses": losses, "best_epoch": best[1], "validation_loss": round(best[0], 6)}
 
     def _loss(self, series, texts, targets, rows, loss_function) -> float:
@@ -214,7 +216,9 @@ class ReprogrammedModel:
         series = torch.as_tensor(normalise(windows), device=self.backend.device)
         out = []
         with torch.no_grad():
-            prototypes = self.layer.prototypes(self._vocabulary())
+            if self._prototypes is None:  # the trained map of the vocabulary, once
+                self._prototypes = self.layer.prototypes(self._vocabulary())
+            prototypes = self._prototypes
             for start in range(0, len(series), 4 * self.settings.batch_size):
                 stop = start + 4 * self.settings.batch_size
                 out.append(self.logits(series[start:stop], texts[start:stop], prototypes).sigmoid().float().cpu().numpy())
