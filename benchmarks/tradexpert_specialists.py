@@ -116,7 +116,8 @@ def main() -> None:
     trained = open_run(root / "trained")
     realized = trained.realized()
     horizon = int(trained.results["ranking"]["horizon"])
-    lines = [f"## {args.data}: specialists alone ({len(realized)} test dates, {len(trained.tickers)} tickers, H = {horizon})", "",
+    dates = int(realized.notna().any(axis=1).sum())  # decision dates whose H-session return is known
+    lines = [f"## {args.data}: specialists alone ({dates} test dates, {len(trained.tickers)} tickers, H = {horizon})", "",
              "| expert | RankIC, mean [95% HAC] | direction accuracy [95%] | relative accuracy [95%] |", "| --- | --- | --- | --- |"]
     for expert in EXPERTS:
         kind = {"market": "reprogrammed (SmolLM2-135M)", "alpha": "LightGBM", "news": "trained"}[expert]

@@ -118,13 +118,20 @@ class Specialists:
         if len(windows) < 20:
             raise TradesimError(f"--market-expert reprogrammed: only {len(windows)} complete {settings.reprogram_window}-session windows to train on")
         model = fit_or_load_reprogrammed(
-            self.model(settings.market_llm), np.stack(windows), prompts, np.asarray(labels), self.reprogramming_settings(),
+            self.market_llm(), np.stack(windows), prompts, np.asarray(labels), self.reprogramming_settings(),
             about={"strategy": self.name, "role": "market analyst (reprogrammed)", "horizon": self.horizon, "fill": self.runtime.fill,
                    "training_period": self.training_period},
         )
         self._reprogrammed = model
         self.fitted.append({"role": "market analyst (reprogrammed)", **model.record})
         return {"kind": "reprogrammed", "id": model.record["id"], "window": settings.reprogram_window}
+
+    def market_llm(self):
+        """The frozen model the reprogrammed Market Analyst reads through (a failure to load names the flag)."""
+        try:
+            return self.model(self.settings.market_llm)
+        except TradesimError as error:
+            raise TradesimError(f"--market-llm {self.settings.market_llm}: {error}") from None
 
     def reprogramming_settings(self):
         from tradesim.models.reprogramming import ReprogrammingSettings
@@ -139,7 +146,7 @@ class Specialists:
 
             record = self.specialists["market"]
             self._reprogrammed = load_reprogrammed(
-                self.model(self.settings.market_llm), record["id"], len(CHANNELS), record["window"], self.reprogramming_settings()
+                self.market_llm(), record["id"], len(CHANNELS), record["window"], self.reprogramming_settings()
             )
         return self._reprogrammed
 
