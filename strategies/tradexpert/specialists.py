@@ -22,7 +22,9 @@ specialists' predictions are out of sample (stacking), with one horizon between 
 
 from __future__ import annotations
 
+import itertools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,6 +78,31 @@ def window_prompt(close: np.ndarray, horizon: int) -> str:
     )
 
 
+@dataclass
+class Training:
+    """What the specialists fit on: the training view, its bars (for labels), the H-session returns,
+    the specialists' training dates with their facts, and every factor's history (None without Alpha)."""
+
+    view: MarketView
+    bars: dict[str, pd.DataFrame]
+    forward: pd.DataFrame
+    dates: pd.DatetimeIndex
+    gathered: list[Facts]
+    factors: dict[str, pd.DataFrame] | None
+
+    def labelled(self) -> list[tuple[int, int, str, float]]:
+        """(row in the facts' (date, ticker) order, date position, ticker, realized return) of every
+        judged ticker whose H-session return is known."""
+        keys, row = [], 0
+        for i, (date, facts) in enumerate(zip(self.dates, self.gathered)):
+            realized = self.forward.loc[date]
+            for ticker in facts.tickers:
+                if np.isfinite(realized.get(ticker, np.nan)):
+                    keys.append((row, i, ticker, float(realized[ticker])))
+                row += 1
+        return keys
+
+
 class Specialists:
     """The trained specialists' methods of the TradExpert strategy."""
 
@@ -83,33 +110,22 @@ class Specialists:
         return tuple(e for e in self.experts if getattr(self.settings, f"{e}_expert") != "facts")
 
     # ---------------------------------------------------------------- fitting
-    def fit_specialists(self, view: MarketView, bars: dict[str, pd.DataFrame], forward: pd.DataFrame, dates, gathered: list[Facts]) -> None:
-        """Fit every trained specialist on `dates` (with their facts `gathered`), from the training view."""
-        self.specialists = {}
-        for expert in self.trained_experts():
-            fit = getattr(self, f"fit_{expert}_specialist")
-            self.specialists[expert] = fit(view, bars, forward, dates, gathered)
+    def fit_specialists(self, training: Training) -> None:
+        """Fit every trained specialist on the training dates given."""
+        self.specialists = {expert: getattr(self, f"fit_{expert}_specialist")(training) for expert in self.trained_experts()}
 
-    def _training_keys(self, forward: pd.DataFrame, dates, gathered: list[Facts]) -> list[tuple[int, str, float]]:
-        """(date position in `dates`, ticker, realized return) of every labelled judged pair."""
-        keys = []
-        for i, (date, facts) in enumerate(zip(dates, gathered)):
-            realized = forward.loc[date]
-            keys += [(i, t, float(realized[t])) for t in facts.tickers if np.isfinite(realized.get(t, np.nan))]
-        return keys
-
-    def fit_market_specialist(self, view, bars, forward, dates, gathered) -> dict[str, Any]:
+    def fit_market_specialist(self, training: Training) -> dict[str, Any]:
         from tradesim.models.reprogramming import fit_or_load_reprogrammed
 
         settings = self.settings
-        positions = view.sessions.get_indexer(dates)
-        filled = panel(view, None)  # as decisions see them: one missing bar carried over
-        keys = self._training_keys(forward, dates, gathered)
+        positions = training.view.sessions.get_indexer(training.dates)
+        filled = panel(training.view, None)  # as decisions see them: one missing bar carried over
+        keys = training.labelled()
         rng = np.random.default_rng(self.seed)
         if len(keys) > settings.specialist_samples:
             keys = [keys[i] for i in sorted(rng.choice(len(keys), settings.specialist_samples, replace=False))]
         windows, prompts, labels = [], [], []
-        for i, ticker, realized in keys:
+        for _, i, ticker, realized in keys:
             found, kept = windows_at(filled, positions[i], [ticker], settings.reprogram_window)
             if kept:
                 windows.append(found[0])
@@ -150,21 +166,16 @@ class Specialists:
             )
         return self._reprogrammed
 
-    def fit_alpha_specialist(self, view, bars, forward, dates, gathered) -> dict[str, Any]:
+    def fit_alpha_specialist(self, training: Training) -> dict[str, Any]:
         from tradesim.models.boosting import fit_or_load_booster
 
-        factors = self.factor_history if self.factor_history is not None else compute_factors(bars)
         names = list(FACTORS)
-        keys = self._training_keys(forward, dates, gathered)
         relative = len(self.tickers) >= 3
         rows, labels = [], []
-        for i, date in enumerate(dates):
-            mine = [(t, r) for j, t, r in keys if j == i]
-            if not mine:
-                continue
-            tickers = [t for t, _ in mine]
-            realized = np.array([r for _, r in mine])
-            rows.append(np.column_stack([factors[name].loc[date, tickers].to_numpy(dtype=float) for name in names]))
+        for i, keys in itertools.groupby(training.labelled(), key=lambda key: key[1]):  # one date at a time
+            _, _, tickers, realized = zip(*keys)
+            date, realized = training.dates[i], np.array(realized)
+            rows.append(np.column_stack([training.factors[name].loc[date, list(tickers)].to_numpy(dtype=float) for name in names]))
             labels.append(realized > np.median(realized) if relative else realized > 0)
         booster = fit_or_load_booster(
             np.vstack(rows), np.concatenate(labels).astype(float), names, seed=self.seed, rounds=self.settings.lightgbm_rounds,
@@ -175,29 +186,22 @@ class Specialists:
         self.fitted.append({"role": "alpha expert (lightgbm)", **booster.record})
         return {"kind": "lightgbm", "booster": booster, "relative": relative}
 
-    def fit_news_specialist(self, view, bars, forward, dates, gathered) -> dict[str, Any]:
-        keys = self._training_keys(forward, dates, gathered)
-        vectors = self.embedded(gathered, ("news",))["news"]
-        row_of = {}
-        row = 0
-        for i, facts in enumerate(gathered):
-            for t in facts.tickers:
-                row_of[(i, t)] = row
-                row += 1
-        rows = vectors[[row_of[(i, t)] for i, t, _ in keys]]
-        labels = np.array([r > 0 for *_, r in keys], dtype=float)
+    def fit_news_specialist(self, training: Training) -> dict[str, Any]:
+        keys = training.labelled()
+        rows = self.embedded(training.gathered, ("news",))["news"][[row for row, *_ in keys]]
+        labels = np.array([realized > 0 for *_, realized in keys], dtype=float)
         classifier = self.fit_small(rows, labels, "news analyst (trained)", classes=2)
         return {"kind": "trained", "classifier": classifier}
 
-    def fit_fundamental_specialist(self, view, bars, forward, dates, gathered) -> dict[str, Any]:
-        quarter = fill_to_fill_returns(bars, self.runtime.fill, QUARTER)
-        published = [view.at(date).fundamentals() for date in dates]
+    def fit_fundamental_specialist(self, training: Training) -> dict[str, Any]:
+        quarter = fill_to_fill_returns(training.bars, self.runtime.fill, QUARTER)
+        published = [training.view.at(date).fundamentals() for date in training.dates]
         counts = pd.concat(published)["field"].value_counts() if any(len(p) for p in published) else pd.Series(dtype=int)
         if counts.empty:
             raise TradesimError("--fundamental-expert trained: no fundamentals were published before --train-end (give --fundamentals FILE)")
         fields = sorted(counts.index[:FUNDAMENTAL_FIELDS].tolist(), key=lambda f: (-counts[f], f))
         rows, realized = [], []
-        for date, facts, table in zip(dates, gathered, published):
+        for date, facts, table in zip(training.dates, training.gathered, published):
             features = fundamental_features(table, facts.tickers, fields, date)
             outcome = quarter.loc[date].reindex(facts.tickers).to_numpy(dtype=float)
             known = np.isfinite(outcome)

@@ -12,7 +12,7 @@ import pandas as pd
 from strategies.tradexpert.experts import EXPERTS, Facts, gather, panel
 from strategies.tradexpert.general import GeneralExpert
 from strategies.tradexpert.prompts import REPORT_STOP, REPORT_TOKENS, TEMPLATE_VERSION, expert_prompt
-from strategies.tradexpert.specialists import SPECIALIST_SHARE, TRAINED, Specialists
+from strategies.tradexpert.specialists import SPECIALIST_SHARE, TRAINED, Specialists, Training
 from tradesim.errors import TradesimError
 from tradesim.llm.model import BACKENDS, LOCAL_BACKENDS
 from tradesim.market.data import MarketView
@@ -204,10 +204,9 @@ class TradExpert(Specialists, GeneralExpert, Strategy):
                 f"--train-end: strategy {self.name} has only {len(labelled)} training dates with known {self.horizon}-session "
                 f"returns before {view.date.date()} (needs 20, after {FACTOR_HISTORY + settings.market_window} sessions of history)"
             )
-        self.factors, self.ics, self.factor_history = [], {}, None
+        self.factors, self.ics, history = [], {}, None
         if "alpha" in self.experts:
             history = compute_factors(panel(view, None))  # as decisions see them: one missing bar carried over
-            self.factor_history = history
             ics = information_coefficients({k: v.loc[labelled] for k, v in history.items()}, forward.loc[labelled])
             self.factors = select_factors(ics, settings.alpha_factors)
             self.ics = {name: float(ics.loc[name, "ic_mean"]) for name in self.factors}
@@ -226,8 +225,7 @@ class TradExpert(Specialists, GeneralExpert, Strategy):
                     f"--train-end: trained specialists leave the General Expert only {len(labelled)} training dates "
                     f"(it fits on the last {1 - SPECIALIST_SHARE:.0%} of them; needs 5): train on more sessions"
                 )
-            self.fit_specialists(view, bars, forward, own, self.facts([view.at(date) for date in own], specialists=False))
-        self.factor_history = None
+            self.fit_specialists(Training(view, bars, forward, own, self.facts([view.at(date) for date in own], specialists=False), history))
         if settings.general_expert != "fitted":
             return
         gathered = self.facts([view.at(date) for date in labelled])
