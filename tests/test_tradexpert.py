@@ -475,3 +475,15 @@ def test_trained_specialist_settings_that_cannot_work_get_one_line(prices):
     result = CliRunner().invoke(main, ["backtest", "--strategy", "tradexpert", "--tickers", "all", "--data", str(prices),
                                        "--train-end", TRAIN_END, "--alpha-expert", "boosted"])
     assert result.exit_code != 0 and "--alpha-expert" in result.output and "Traceback" not in result.output
+
+
+def test_the_trained_news_analyst_reads_the_report_its_model_wrote_as_in_training(tmp_path, prices):
+    dates = pd.bdate_range("2020-01-02", periods=300)
+    result = _run(prices, {"experts": "news,market", "news_expert": "trained", "news_model": "fake:writer"},
+                  news=str(_news(tmp_path / "news.csv", dates)))
+    reports = result.strategy.side_tables()["reports"]
+    news = reports[reports["expert"] == "news"].tail(6)
+    written = [report.split(" Trained News Analyst: ")[0] for report in news["report"]]
+    assert not any(text.startswith("News on ") for text in written)  # the writer's report, not the facts
+    vectors = result.strategy.model("fake:enc").embed(written)
+    assert np.allclose(result.strategy.specialists["news"]["classifier"].predict(vectors), news["prediction"].to_numpy())

@@ -159,11 +159,11 @@ class TradExpert(Specialists, GeneralExpert, Strategy):
             )
             for view in views
         ]
-        if specialists and self.trained_experts():
-            self.apply_specialists(views, gathered)
         for expert in self.experts:
             if self.expert_model(expert):
                 self.write_reports(gathered, expert)
+        if specialists and self.trained_experts():  # after the reports: the News Analyst reads what it was trained on
+            self.apply_specialists(views, gathered)
         return gathered
 
     def expert_model(self, expert: str) -> str | None:
