@@ -37,6 +37,7 @@ class Facts:
     news_ids: dict[str, list[str]] = field(default_factory=dict)
     predictions: dict[str, dict[str, dict]] = field(default_factory=dict)  # ticker -> trained expert -> its prediction
     said: dict[str, dict[str, str]] = field(default_factory=dict)  # ticker -> trained expert -> its prediction in words
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # expert -> the encoder's embeddings of its texts (tickers' order)
 
     def reports(self, ticker: str) -> dict[str, str]:
         """Each expert's report on the ticker: its facts (or what a model wrote from them), then what a

@@ -39,16 +39,21 @@ class GeneralExpert:
 
     # ---------------------------------------------------------------- features for the fitted General Expert
     def embedded(self, gathered: list[Facts], experts: tuple[str, ...] = EMBEDDED_EXPERTS) -> dict[str, np.ndarray]:
-        """Per embedded expert: one embedding per (date, ticker) in `gathered` order (unique texts once)."""
+        """Per embedded expert: one embedding per (date, ticker) in `gathered` order (unique texts once;
+        kept on each Facts, so the trained News Analyst and the General Expert ask the encoder once)."""
         result = {}
         for expert in experts:
             if expert not in self.experts:
                 continue
-            texts = [facts.texts[t][expert] for facts in gathered for t in facts.tickers]
+            pending = [facts for facts in gathered if expert not in facts.vectors]
+            texts = [facts.texts[t][expert] for facts in pending for t in facts.tickers]
             unique = list(dict.fromkeys(texts))
             vectors = self.model(self.settings.encoder).embed(unique) if unique else np.empty((0, 0))
             lookup = {text: row for row, text in enumerate(unique)}
-            result[expert] = vectors[[lookup[t] for t in texts]] if texts else np.empty((0, 0))
+            for facts in pending:
+                facts.vectors[expert] = vectors[[lookup[facts.texts[t][expert]] for t in facts.tickers]]
+            parts = [facts.vectors[expert] for facts in gathered if facts.tickers]
+            result[expert] = np.vstack(parts) if parts else np.empty((0, 0))
         return result
 
     def features(self, gathered: list[Facts]) -> list[pd.DataFrame]:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tradesim.errors import TradesimError
 from tradesim.models.training import content_id, model_store, save_atomically
 
 REPROGRAMMING_CODE_VERSION = 1
@@ -230,7 +231,6 @@ def fit_or_load_reprogrammed(
 ) -> ReprogrammedModel:
     """A `ReprogrammedModel` over `language_model` (a local `LanguageModel`: smollm2 or hf:),
     trained on these windows, prefixes and labels, or the one stored before under the same hash."""
-    from tradesim.errors import TradesimError
     from tradesim.llm.hf import HFBackend
 
     backend = language_model.backend
@@ -273,8 +273,6 @@ def fit_or_load_reprogrammed(
 def load_reprogrammed(language_model, model_id: str, channels: int, window: int, settings: ReprogrammingSettings) -> ReprogrammedModel:
     """The reprogramming layer stored under `model_id`, over `language_model`, which must be the
     model it was trained with (same fingerprint)."""
-    from tradesim.errors import TradesimError
-
     store = model_store(model_id)
     if not (store / "model.json").is_file():
         raise TradesimError(f"reprogrammed Market Analyst {model_id[:12]}: not found under {store.parent} (fit it again: run the backtest)")
